@@ -1,2 +1,84 @@
+// netfence command line: subcommands and their output. Exit codes: 0 success (check: all
+// targets allowed), 1 check found a denied target, 2 bad usage or a bad policy; `run` will use
+// the command's code and 125/126/127 for its own failures (SPEC 1.7).
+#include <unistd.h>
+
 #include <cstdio>
-int main() { std::puts("netfence"); return 0; }
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "cli/check.h"
+#include "cli/options.h"
+#include "fmt/format.h"
+#include "nlohmann/json.hpp"
+
+namespace netfence::cli {
+namespace {
+
+constexpr int kExitDenied = 1;
+constexpr int kExitUsage = 2;
+
+int run_check(const PolicyFlags& flags, const std::vector<std::string>& targets, bool json) {
+  auto compiled = flags.compile();
+  if (!compiled) {
+    std::fprintf(stderr, "netfence: %s\n", compiled.error().message.c_str());
+    return kExitUsage;
+  }
+  const policy::Policy& policy = *compiled;
+  for (const std::string& warning : policy.warnings()) {
+    std::fprintf(stderr, "netfence: warning: %s\n", warning.c_str());
+  }
+  int status = 0;
+  for (const std::string& text : targets) {
+    auto target = parse_target(text);
+    if (!target) {
+      std::fprintf(stderr, "netfence: %s\n", target.error().message.c_str());
+      return kExitUsage;
+    }
+    policy::Decision d = judge_target(policy, *target);
+    if (!d.allowed()) status = kExitDenied;
+    if (json) {
+      nlohmann::json line = {{"target", text},
+                             {"verdict", policy::to_string(d.verdict)},
+                             {"reason", policy::to_string(d.reason)},
+                             {"rule", d.rule.empty() ? nlohmann::json() : nlohmann::json(d.rule)},
+                             {"detail", d.detail}};
+      std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    } else {
+      std::string why = d.allowed() && !d.rule.empty() ? fmt::format("rule {}", d.rule) : d.detail;
+      std::cout << fmt::format("{:<5}  {:<28}  {}\n", policy::to_string(d.verdict), text, why);
+    }
+  }
+  return status;
+}
+
+int main_impl(int argc, char** argv) {
+  CLI::App app{"netfence: an egress allowlist network for sandboxed commands"};
+  app.set_version_flag("--version", std::string("netfence ") + NETFENCE_VERSION);
+  app.require_subcommand(1);
+
+  PolicyFlags check_flags;
+  std::vector<std::string> targets;
+  bool json = false;
+  CLI::App* check = app.add_subcommand(
+      "check", "Judge host[:port] and ip[:port] targets against a policy, without networking");
+  check_flags.add_to(*check, /*with_network=*/true);
+  check->add_flag("--json", json, "One JSON object per target");
+  check->add_option("targets", targets, "host[:port], ip[:port] or [v6]:port")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : kExitUsage;
+  }
+  if (check->parsed()) return run_check(check_flags, targets, json);
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace netfence::cli
+
+int main(int argc, char** argv) {
+  return netfence::cli::main_impl(argc, argv);
+}

@@ -20,7 +20,9 @@ inline std::string_view as_chars(ByteSpan b) {
 }
 
 // Callers check `offset + N <= data.size()` first.
-inline uint8_t u8_at(ByteSpan data, size_t offset) { return static_cast<uint8_t>(data[offset]); }
+inline uint8_t u8_at(ByteSpan data, size_t offset) {
+  return static_cast<uint8_t>(data[offset]);
+}
 inline uint16_t u16_at(ByteSpan data, size_t offset) {
   return static_cast<uint16_t>(u8_at(data, offset) << 8 | u8_at(data, offset + 1));
 }

@@ -15,7 +15,9 @@ struct Error {
 };
 
 // Builds an Error; `return fail("...")` converts to any Result<T>.
-inline Error fail(std::string message) { return Error{std::move(message)}; }
+inline Error fail(std::string message) {
+  return Error{std::move(message)};
+}
 
 template <class T>
 class [[nodiscard]] Result {
