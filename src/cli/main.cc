@@ -38,12 +38,14 @@ int run_check(const PolicyFlags& flags, const std::vector<std::string>& targets,
     policy::Decision d = judge_target(policy, *target);
     if (!d.allowed()) status = kExitDenied;
     if (json) {
-      nlohmann::json line = {{"target", text},
-                             {"verdict", policy::to_string(d.verdict)},
-                             {"reason", policy::to_string(d.reason)},
-                             {"rule", d.rule.empty() ? nlohmann::json() : nlohmann::json(d.rule)},
-                             {"detail", d.detail}};
-      std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      nlohmann::ordered_json line = {
+          {"target", text},
+          {"verdict", policy::to_string(d.verdict)},
+          {"reason", policy::to_string(d.reason)},
+          {"rule", d.rule.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(d.rule)},
+          {"detail", d.detail}};
+      std::cout << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+                << '\n';
     } else {
       std::string why = d.allowed() && !d.rule.empty() ? fmt::format("rule {}", d.rule) : d.detail;
       std::cout << fmt::format("{:<5}  {:<28}  {}\n", policy::to_string(d.verdict), text, why);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <unordered_map>
 
 #include "fmt/format.h"
 #include "policy/hostname.h"
@@ -260,19 +261,68 @@ bool rule_covers(const Rule& outer, const Rule& inner) {
          (inner.kind == RuleKind::kWildcardHost && inner.host == outer.host);
 }
 
+// Finds, for a rule, the rules of a list that could cover it: same or enclosing names, same or
+// enclosing prefixes. Keeps lint linear in the number of rules (100,000-rule lists are real).
+class CoverIndex {
+ public:
+  explicit CoverIndex(const std::vector<Rule>& rules) : rules_(rules) {
+    for (uint32_t i = 0; i < rules.size(); ++i) {
+      const Rule& r = rules[i];
+      if (r.kind == RuleKind::kExactHost) exact_[r.host].push_back(i);
+      if (r.kind == RuleKind::kWildcardHost) wildcard_[r.host].push_back(i);
+      if (!r.is_host()) prefixes_[r.prefix.to_string()].push_back(i);
+    }
+  }
+
+  // Index of a rule other than `self` that covers `rule` (preferring the first listed), or -1.
+  long covering(const Rule& rule, long self) const {
+    long found = -1;
+    auto consider = [&](const std::vector<uint32_t>* list) {
+      if (list == nullptr) return;
+      for (uint32_t j : *list) {
+        if (static_cast<long>(j) == self || !rule_covers(rules_[j], rule)) continue;
+        // Of two rules that cover each other, only the later one is redundant.
+        if (self >= 0 && rule_covers(rule, rules_[j]) && static_cast<long>(j) > self) continue;
+        if (found < 0 || static_cast<long>(j) < found) found = j;
+      }
+    };
+    if (rule.is_host()) {
+      if (rule.kind == RuleKind::kExactHost) consider(find(exact_, rule.host));
+      if (rule.kind == RuleKind::kWildcardHost) consider(find(wildcard_, rule.host));
+      for (size_t dot = rule.host.find('.'); dot != std::string::npos;
+           dot = rule.host.find('.', dot + 1)) {
+        consider(find(wildcard_, rule.host.substr(dot + 1)));
+      }
+    } else {
+      for (int length = rule.prefix.length(); length >= 0; --length) {
+        consider(find(prefixes_, IpPrefix(rule.prefix.address(), length).to_string()));
+      }
+    }
+    return found;
+  }
+
+ private:
+  using Map = std::unordered_map<std::string, std::vector<uint32_t>>;
+  static const std::vector<uint32_t>* find(const Map& map, const std::string& key) {
+    auto it = map.find(key);
+    return it == map.end() ? nullptr : &it->second;
+  }
+
+  const std::vector<Rule>& rules_;
+  Map exact_, wildcard_, prefixes_;
+};
+
 void lint_list(const std::vector<Rule>& rules, std::string_view list_name,
                std::vector<std::string>& warnings) {
+  CoverIndex index(rules);
   for (size_t i = 0; i < rules.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (rules[j].text == rules[i].text) {
-        warnings.push_back(fmt::format("{} rule '{}' is listed twice", list_name, rules[i].text));
-        break;
-      }
-      if (rule_covers(rules[j], rules[i])) {
-        warnings.push_back(fmt::format("{} rule '{}' is redundant: '{}' already covers it",
-                                       list_name, rules[i].text, rules[j].text));
-        break;
-      }
+    long j = index.covering(rules[i], static_cast<long>(i));
+    if (j < 0) continue;
+    if (rules[j].text == rules[i].text) {
+      warnings.push_back(fmt::format("{} rule '{}' is listed twice", list_name, rules[i].text));
+    } else {
+      warnings.push_back(fmt::format("{} rule '{}' is redundant: '{}' already covers it", list_name,
+                                     rules[i].text, rules[j].text));
     }
   }
 }
@@ -283,6 +333,7 @@ std::vector<std::string> lint_rules(const std::vector<Rule>& allow, const std::v
   std::vector<std::string> warnings;
   lint_list(allow, "allow_net", warnings);
   lint_list(deny, "deny_net", warnings);
+  CoverIndex allow_index(allow);
   for (const Rule& rule : allow) {
     if (rule.kind != RuleKind::kWildcardHost) continue;
     if (is_multi_tenant_suffix(rule.host)) {
@@ -291,10 +342,10 @@ std::vector<std::string> lint_rules(const std::vector<Rule>& allow, const std::v
           "under it",
           rule.text, rule.host));
     }
-    bool apex_listed = std::any_of(allow.begin(), allow.end(), [&](const Rule& other) {
-      return other.kind == RuleKind::kExactHost && other.host == rule.host;
-    });
-    if (!apex_listed) {
+    Rule apex;
+    apex.host = rule.host;
+    apex.ports = rule.ports;
+    if (allow_index.covering(apex, -1) < 0) {
       warnings.push_back(
           fmt::format("'{}' does not match '{}' itself; add '{}' if the apex is meant too",
                       rule.text, rule.host, rule.host));

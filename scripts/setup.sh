@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything netfence needs from Debian 12's archive (idempotent: only what is
+# missing), then configures and builds it into ./build. Run from anywhere; uses sudo when not
+# root. Nothing is downloaded from anywhere but Debian's archive.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
+  # libraries
+  libasio-dev libfmt-dev libcli11-dev nlohmann-json3-dev libidn2-dev libpsl-dev publicsuffix
+  libcap-dev libnftables-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # run time and the tests' real clients and servers
+  nftables iproute2 procps util-linux dnsutils curl openssl python3 netcat-openbsd
+)
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNETFENCE_WERROR=ON >/dev/null
+cmake --build build
+echo "setup: built ./build/netfence"
