@@ -52,6 +52,14 @@ class IpAddress {
   Family family_ = Family::kV4;
 };
 
+struct IpAddressHash {
+  size_t operator()(const IpAddress& a) const {
+    uint64_t h = static_cast<uint64_t>(a.family()) + 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < 16; ++i) h = (h ^ a.data()[i]) * 0x100000001b3ULL;
+    return static_cast<size_t>(h);
+  }
+};
+
 class IpPrefix {
  public:
   IpPrefix() = default;
