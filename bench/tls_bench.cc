@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "../tests/support/client_hello_builder.cc"  // the builder, without linking test support
+#include "support/client_hello_builder.h"
 #include "wire/tls_client_hello.h"
 
 namespace {

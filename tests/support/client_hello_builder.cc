@@ -1,6 +1,6 @@
 // Included relative to this file (not as "support/...") so bench/tls_bench.cc can compile this
 // file directly: benchmarks do not link the test support library.
-#include "client_hello_builder.h"
+#include "support/client_hello_builder.h"
 
 #include <algorithm>
 #include <filesystem>
