@@ -1,0 +1,52 @@
+// A minimal rtnetlink client: exactly what the sandbox child needs to configure its own, freshly
+// created network namespace (bring links up, create a veth pair, add addresses and default
+// routes). It speaks to the kernel of the calling thread's network namespace; nothing here is
+// meant for the host namespace.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "common/fd.h"
+#include "common/result.h"
+
+namespace netfence::sandbox {
+
+class Rtnetlink {
+ public:
+  // Opens a NETLINK_ROUTE socket. Fails with a message naming the errno.
+  static Result<Rtnetlink> open();
+
+  // The index of the named link in the current namespace; fails if there is no such link.
+  Result<int> link_index(std::string_view name);
+
+  // Sets IFF_UP on the link. Fails if the link does not exist or the caller lacks CAP_NET_ADMIN.
+  Result<void> set_link_up(int ifindex);
+
+  // Creates a veth pair `name` <-> `peer` in the current namespace; `name` is up, `peer` down.
+  Result<void> add_veth(std::string_view name, std::string_view peer);
+
+  // Adds `address`/`prefix_len` to the link; IPv6 addresses get IFA_F_NODAD so they are usable at
+  // once (the link never carries traffic, duplicate detection would only cost time).
+  Result<void> add_address(int ifindex, const in_addr& address, int prefix_len);
+  Result<void> add_address(int ifindex, const in6_addr& address, int prefix_len);
+
+  // Adds a default route (0.0.0.0/0 or ::/0) out of the link, with no gateway (scope link).
+  // `preferred_source` (may be null) becomes RTA_PREFSRC for IPv4.
+  Result<void> add_default_route_v4(int ifindex, const in_addr* preferred_source);
+  Result<void> add_default_route_v6(int ifindex);
+
+ private:
+  explicit Rtnetlink(UniqueFd fd) : fd_(std::move(fd)) {}
+  // Sends one request (with NLM_F_ACK set by the caller) and waits for its acknowledgement.
+  Result<void> transact(std::span<const std::byte> message, std::string_view what);
+
+  UniqueFd fd_;
+  uint32_t sequence_ = 0;
+};
+
+}  // namespace netfence::sandbox
