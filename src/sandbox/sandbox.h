@@ -39,9 +39,9 @@ inline constexpr char kPeerLinkName[] = "netfence0p";      // its veth peer, als
 inline constexpr char kAddressV4[] = "192.0.0.2";          // RFC 7335 range, /32
 inline constexpr char kAddressV6[] = "fd6e:6574:6665::2";  // ULA, /128
 inline constexpr char kNameserverV4[] = "192.0.0.1";  // in resolv.conf; redirected like all :53
-inline constexpr uint16_t kTcpPort =
-    1000;                                 // TCP listeners (privileged: the command cannot bind it)
-inline constexpr uint16_t kDnsPort = 53;  // DNS listeners
+// Listener ports; below 1024, so the command (without CAP_NET_BIND_SERVICE) cannot bind them.
+inline constexpr uint16_t kTcpPort = 1000;
+inline constexpr uint16_t kDnsPort = 53;
 
 // Exit codes for netfence's own failures, as a shell uses them.
 inline constexpr int kExitSetupFailed = 125;
