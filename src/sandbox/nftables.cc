@@ -28,7 +28,9 @@ std::string trim(std::string text) {
 
 }  // namespace
 
-std::string nft_ruleset(uint16_t tcp_port, uint16_t dns_port) {
+std::string nft_ruleset(uint16_t tcp_port, uint16_t dns_port, uint16_t udp_port,
+                        const std::vector<std::string>& udp_allow_v4,
+                        const std::vector<std::string>& udp_allow_v6) {
   const std::string tcp = std::to_string(tcp_port);
   const std::string dns = std::to_string(dns_port);
   // Why each line is there (docs/sandbox.md has the measurements):
@@ -53,7 +55,23 @@ std::string nft_ruleset(uint16_t tcp_port, uint16_t dns_port) {
   const std::string reject_rest =
       "\t\tmeta l4proto udp reject with icmpx type port-unreachable\n"
       "\t\tmeta l4proto tcp reject with tcp reset\n";
-  return "table inet netfence {\n"
+  // UDP the policy may allow (IP/CIDR rules, or everything in full access) goes to the UDP
+  // relay listener; sets keep the ruleset one rule long whatever the number of rules.
+  std::string sets;
+  std::string udp_redirect;
+  auto add_set = [&](const char* name, const char* type, const char* match,
+                     const std::vector<std::string>& elements) {
+    if (elements.empty() || udp_port == 0) return;
+    sets += std::string("\tset ") + name + " {\n\t\ttype " + type +
+            " . inet_service; flags interval;\n\t\telements = { ";
+    for (size_t i = 0; i < elements.size(); ++i) sets += (i ? ", " : "") + elements[i];
+    sets += " }\n\t}\n";
+    udp_redirect += std::string("\t\t") + match + " . udp dport @" + name + " redirect to :" +
+                    std::to_string(udp_port) + "\n";
+  };
+  add_set("udp_allow_v4", "ipv4_addr", "ip daddr", udp_allow_v4);
+  add_set("udp_allow_v6", "ipv6_addr", "ip6 daddr", udp_allow_v6);
+  return "table inet netfence {\n" + sets +
          "\tchain nat_output {\n"
          "\t\ttype nat hook output priority -100; policy accept;\n"
          "\t\tmeta l4proto { tcp, udp } th dport 53 redirect to :" +
@@ -61,8 +79,7 @@ std::string nft_ruleset(uint16_t tcp_port, uint16_t dns_port) {
          "\n"
          "\t\toif \"lo\" accept\n"
          "\t\tmeta l4proto tcp redirect to :" +
-         tcp +
-         "\n"
+         tcp + "\n" + udp_redirect +
          "\t}\n"
          "\tchain nat_prerouting {\n"
          "\t\ttype nat hook prerouting priority -100; policy accept;\n"
@@ -71,8 +88,7 @@ std::string nft_ruleset(uint16_t tcp_port, uint16_t dns_port) {
          dns +
          "\n"
          "\t\tmeta l4proto tcp redirect to :" +
-         tcp +
-         "\n"
+         tcp + "\n" + udp_redirect +
          "\t}\n"
          "\tchain filter_output {\n"
          "\t\ttype filter hook output priority 0; policy drop;\n"
@@ -80,6 +96,14 @@ std::string nft_ruleset(uint16_t tcp_port, uint16_t dns_port) {
          "\t\tct status dnat accept\n"
          "\t\tct state related accept\n"
          "\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept\n" +
+         reject_rest +
+         "\t}\n"
+         "\tchain filter_prerouting {\n"
+         "\t\ttype filter hook prerouting priority 0; policy drop;\n"
+         "\t\tiif \"lo\" accept\n"
+         "\t\tct status dnat accept\n"
+         "\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } "
+         "ip6 hoplimit 255 accept\n" +
          reject_rest +
          "\t}\n"
          "\tchain filter_forward {\n"

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 
@@ -13,7 +14,11 @@ namespace netfence::sandbox {
 // The complete ruleset (one `inet` table, replaced atomically as one transaction): TCP that is not
 // for the sandbox itself goes to `tcp_port`, port-53 UDP/TCP to any address goes to `dns_port`,
 // other UDP is rejected with port-unreachable, everything else that would leave is dropped.
-std::string nft_ruleset(uint16_t tcp_port, uint16_t dns_port);
+// UDP to an element of `udp_allow_v4`/`udp_allow_v6` ("ADDR[/LEN] . PORT[-PORT]") goes to
+// `udp_port` instead of being rejected.
+std::string nft_ruleset(uint16_t tcp_port, uint16_t dns_port, uint16_t udp_port = 0,
+                        const std::vector<std::string>& udp_allow_v4 = {},
+                        const std::vector<std::string>& udp_allow_v6 = {});
 
 // Loads `ruleset` in-process with libnftables. Fails with nft's own error text.
 Result<void> load_ruleset_with_library(std::string_view ruleset);

@@ -53,6 +53,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/capability.h>
+#include <linux/netlink.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -89,7 +90,7 @@ struct MessageHeader {
 };
 
 constexpr size_t kMaxText = 1024;
-constexpr size_t kListenerCount = 6;
+constexpr size_t kListenerCount = 9;
 
 struct Message {
   bool eof = false;
@@ -282,12 +283,17 @@ Result<Listeners> create_listeners() {
       {&listeners.dns_udp_v6, AF_INET6, SOCK_DGRAM, "::1", kDnsPort},
       {&listeners.dns_tcp_v4, AF_INET, SOCK_STREAM, "0.0.0.0", kDnsPort},
       {&listeners.dns_tcp_v6, AF_INET6, SOCK_STREAM, "::", kDnsPort},
+      {&listeners.udp_v4, AF_INET, SOCK_DGRAM, "127.0.0.1", kUdpPort},
+      {&listeners.udp_v6, AF_INET6, SOCK_DGRAM, "::1", kUdpPort},
   };
   for (const Spec& spec : specs) {
     auto fd = make_socket(spec.family, spec.type, spec.address, spec.port);
     if (!fd) return fd.error();
     *spec.out = std::move(*fd);
   }
+  int conntrack = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+  if (conntrack < 0) return fail("cannot open a conntrack netlink socket: " + errno_text(errno));
+  listeners.conntrack.reset(conntrack);
   return listeners;
 }
 
@@ -520,6 +526,9 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     setup_failed(plan, Error{"cannot make mounts private: " + errno_text(errno)});
   }
+  // A fresh sysfs shows this namespace's links (/sys/class/net: lo, netfence0), not the host's.
+  // Best effort: it only changes what the command sees, not where its packets can go.
+  ::mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, nullptr);
   if (auto links = configure_links(plan.mode); !links) setup_failed(plan, links.error());
   Listeners listeners;
   if (plan.mode == NetworkMode::kEnabled) {
@@ -535,7 +544,8 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
 
   std::vector<int> fds;
   for (const UniqueFd* fd : {&listeners.tcp_v4, &listeners.tcp_v6, &listeners.dns_udp_v4,
-                             &listeners.dns_udp_v6, &listeners.dns_tcp_v4, &listeners.dns_tcp_v6}) {
+                             &listeners.dns_udp_v6, &listeners.dns_tcp_v4, &listeners.dns_tcp_v6,
+                             &listeners.udp_v4, &listeners.udp_v6, &listeners.conntrack}) {
     if (fd->valid()) fds.push_back(fd->get());
   }
   if (!send_message(plan.control, MessageKind::kReady, 0, {}, fds)) ::_exit(kExitSetupFailed);
@@ -613,7 +623,10 @@ Result<Sandbox> Sandbox::start(const Options& options) {
       plan.envp->push_back(const_cast<char*>(entry.c_str()));
     plan.envp->push_back(nullptr);
   }
-  if (options.mode == NetworkMode::kEnabled) plan.ruleset = nft_ruleset(kTcpPort, kDnsPort);
+  if (options.mode == NetworkMode::kEnabled) {
+    plan.ruleset =
+        nft_ruleset(kTcpPort, kDnsPort, kUdpPort, options.udp_allow_v4, options.udp_allow_v6);
+  }
   plan.resolv_conf = resolv_conf_for(options.mode);
 
   int pair[2];
@@ -727,6 +740,9 @@ Result<void> Sandbox::await_ready(std::chrono::milliseconds timeout, bool expect
     listeners_.dns_udp_v6 = std::move(message->fds[3]);
     listeners_.dns_tcp_v4 = std::move(message->fds[4]);
     listeners_.dns_tcp_v6 = std::move(message->fds[5]);
+    listeners_.udp_v4 = std::move(message->fds[6]);
+    listeners_.udp_v6 = std::move(message->fds[7]);
+    listeners_.conntrack = std::move(message->fds[8]);
   }
   struct stat netns;
   std::string path = "/proc/" + std::to_string(pid_) + "/ns/net";

@@ -42,6 +42,7 @@ inline constexpr char kNameserverV4[] = "192.0.0.1";  // in resolv.conf; redirec
 // Listener ports; below 1024, so the command (without CAP_NET_BIND_SERVICE) cannot bind them.
 inline constexpr uint16_t kTcpPort = 1000;
 inline constexpr uint16_t kDnsPort = 53;
+inline constexpr uint16_t kUdpPort = 1000;  // UDP relay listeners (UDP has its own port space)
 
 // Exit codes for netfence's own failures, as a shell uses them.
 inline constexpr int kExitSetupFailed = 125;
@@ -61,6 +62,12 @@ struct Options {
   // How long start() waits for the child to finish setting up before killing it.
   std::chrono::milliseconds setup_timeout{10'000};
   NftLoader nft_loader = NftLoader::kLibrary;
+  // UDP (other than DNS) that may leave, as nftables set elements: "ADDR[/LEN] . PORT[-PORT]",
+  // IPv4 and IPv6 apart. Matching datagrams are redirected to the UDP relay listeners; all other
+  // UDP is rejected inside the sandbox (ICMP port unreachable). The gateway still judges each
+  // flow; these sets only decide which datagrams reach it (fast failure for the rest).
+  std::vector<std::string> udp_allow_v4;
+  std::vector<std::string> udp_allow_v6;
 };
 
 // Sockets created inside the sandbox's network namespace; all CLOEXEC, blocking, owned by whoever
@@ -72,6 +79,11 @@ struct Listeners {
   UniqueFd dns_udp_v6;  // [::1]:53, likewise
   UniqueFd dns_tcp_v4;  // 0.0.0.0:53, listening
   UniqueFd dns_tcp_v6;  // [::]:53, IPV6_V6ONLY, listening
+  UniqueFd udp_v4;      // 127.0.0.1:kUdpPort, bound exactly: redirected UDP flows (IPv4)
+  UniqueFd udp_v6;      // [::1]:kUdpPort, likewise (IPv6)
+  // NETLINK_NETFILTER socket opened in the sandbox's namespace: the gateway asks conntrack there
+  // where a redirected UDP flow was going (SO_ORIGINAL_DST is TCP-only).
+  UniqueFd conntrack;
 };
 
 // One sandboxed command: a child process in fresh network and mount namespaces (plus a user
