@@ -8,7 +8,9 @@
 
 #include "CLI/CLI.hpp"
 #include "cli/check.h"
+#include "cli/dns_command.h"
 #include "cli/options.h"
+#include "cli/run_command.h"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 
@@ -68,13 +70,38 @@ int main_impl(int argc, char** argv) {
   check->add_flag("--json", json, "One JSON object per target");
   check->add_option("targets", targets, "host[:port], ip[:port] or [v6]:port")->required();
 
+  RunCommand run_command;
+  CLI::App* run = app.add_subcommand(
+      "run", "Run COMMAND with a network that reaches only what the policy allows");
+  run_command.add_to(*run);
+  std::vector<std::string> command;
+  run->add_option("command", command, "COMMAND [ARGS...] (after --)");
+
+  DnsCommand dns_command;
+  CLI::App* dns = app.add_subcommand(
+      "dns", "Serve the DNS sinkhole/forwarder on its own (UDP and TCP) until SIGINT/SIGTERM");
+  dns_command.add_to(*dns);
+
+  // Everything after the first "--" is the command, verbatim: CLI11 must not read its flags.
+  int split = argc;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") {
+      split = i;
+      break;
+    }
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(split, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
   }
   if (check->parsed()) return run_check(check_flags, targets, json);
+  if (dns->parsed()) return dns_command.run();
+  if (run->parsed()) {
+    for (int i = split + 1; i < argc; ++i) command.emplace_back(argv[i]);
+    return run_command.run(std::move(command));
+  }
   return kExitUsage;
 }
 

@@ -10,6 +10,19 @@
 
 namespace netfence {
 
+namespace {
+
+// "2026-11-29T23:46:21.102Z"
+std::string utc_timestamp(std::chrono::system_clock::time_point time) {
+  auto since_epoch = time.time_since_epoch();
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds);
+  std::time_t t = static_cast<std::time_t>(seconds.count());
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(t), millis.count());
+}
+
+}  // namespace
+
 EventLog::EventLog(FILE* file, LogFormat format, LogLevel level, std::string sandbox_id)
     : file_(file), format_(format), level_(level), sandbox_id_(std::move(sandbox_id)) {}
 
@@ -61,9 +74,8 @@ void EventLog::write(const Event& event) {
 
 std::string EventLog::to_json(const Event& e, const std::string& sandbox_id,
                               std::chrono::system_clock::time_point time) {
-  auto ms = std::chrono::time_point_cast<std::chrono::milliseconds>(time);
   nlohmann::ordered_json j;
-  j["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", ms);
+  j["time"] = utc_timestamp(time);
   j["sandbox"] = sandbox_id;
   j["event"] = e.event;
   if (e.id != 0) j["id"] = e.id;
@@ -88,10 +100,10 @@ std::string EventLog::to_json(const Event& e, const std::string& sandbox_id,
 }
 
 std::string EventLog::to_text(const Event& e, std::chrono::system_clock::time_point time) {
-  auto ms = std::chrono::time_point_cast<std::chrono::milliseconds>(time);
   std::string what = e.name.empty() ? e.dst : fmt::format("{} ({})", e.name, e.dst);
   if (e.event == "dns") what = fmt::format("{} {}", e.qtype, e.name);
-  std::string line = fmt::format("{:%H:%M:%S} netfence: {} {} {}", ms, e.verdict, e.event, what);
+  std::string line = fmt::format("{} netfence: {} {} {}", utc_timestamp(time).substr(11, 8),
+                                 e.verdict, e.event, what);
   if (e.event != "dns" && e.port != 0) line += fmt::format(" port {}", e.port);
   if (e.event == "close") {
     line += fmt::format(": {} bytes up, {} bytes down, {:.0f} ms", e.bytes_up.value_or(0),

@@ -56,6 +56,15 @@ struct Decision {
   bool allowed() const { return verdict == Verdict::kAllow; }
 };
 
+// The verdict part of a Decision, without the sentence: what hot paths (the DNS sinkhole) need.
+struct NameCheck {
+  Verdict verdict = Verdict::kDeny;
+  Reason reason = Reason::kNoMatch;
+  const Rule* rule = nullptr;  // the deciding rule (kWrongPort: the one that would match), or null
+
+  bool allowed() const { return verdict == Verdict::kAllow; }
+};
+
 class Policy {
  public:
   // Parses and checks every rule. Errors: the first bad rule (quoted, with why), or
@@ -80,6 +89,10 @@ class Policy {
   Decision judge_address(const IpAddress& address, uint16_t port) const;
   // `name` may be in any case, with a trailing dot, or Unicode; it is normalised here.
   Decision judge_name(std::string_view name, uint16_t port) const;
+  // judge_name's verdict, reason and rule, without its detail sentence and, for ASCII names,
+  // without allocating (the name is checked and lower-cased in a stack buffer). Always agrees
+  // with judge_name; call that for the sentence when a decision is to be shown or logged.
+  NameCheck check_name(std::string_view name, uint16_t port) const;
   Decision judge_resolved(const IpAddress& address, uint16_t port) const;
 
  private:

@@ -1,0 +1,140 @@
+#include "gateway/classify.h"
+
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "wire/http_request.h"
+#include "wire/tls_client_hello.h"
+
+namespace netfence::gateway {
+
+using asio::redirect_error;
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kReadChunk = 4096;
+constexpr size_t kCap = 16 * 1024 + 5;  // a maximal ClientHello record header and body, or head
+
+enum class Protocol { kUnknown, kTls, kHttp, kOther };
+
+// Examines the buffer; returns true when classification is final.
+bool examine(const std::vector<std::byte>& buffer, Protocol& protocol,
+             wire::ClientHelloReader& hello, wire::HttpRequestReader& http, Classified& out) {
+  ByteSpan bytes(buffer.data(), buffer.size());
+  if (protocol == Protocol::kUnknown) {
+    wire::TlsSniff tls = wire::sniff_tls(bytes);
+    if (tls == wire::TlsSniff::kTls) {
+      protocol = Protocol::kTls;
+    } else if (tls == wire::TlsSniff::kNotTls) {
+      wire::ParseState h = wire::check_http1_start(bytes);
+      if (h == wire::ParseState::kDone) protocol = Protocol::kHttp;
+      if (h == wire::ParseState::kInvalid) protocol = Protocol::kOther;
+    }
+  }
+  switch (protocol) {
+    case Protocol::kUnknown:
+      return false;
+    case Protocol::kOther:
+      out.kind = Classified::Kind::kOther;
+      out.source = "none";
+      return true;
+    case Protocol::kTls: {
+      wire::ParseState s = hello.feed(bytes);
+      if (s == wire::ParseState::kNeedMore) return false;
+      out.kind = Classified::Kind::kTls;
+      out.source = "sni";
+      const wire::ClientHelloInfo& info = hello.info();
+      if (s == wire::ParseState::kInvalid) {
+        out.problem = "bad_client_hello";
+      } else if (info.kind != wire::HelloKind::kClientHello || info.sni_absent) {
+        out.problem = "no_sni";
+      } else if (info.sni_ip_literal) {
+        out.problem = "sni_ip_literal";
+      } else if (info.ech_present) {
+        out.problem = "ech";
+        out.name = info.sni;
+      } else {
+        out.name = info.sni;
+      }
+      return true;
+    }
+    case Protocol::kHttp: {
+      wire::ParseState s = http.feed(bytes);
+      if (s == wire::ParseState::kNeedMore) return false;
+      out.kind = Classified::Kind::kHttp;
+      out.source = "host";
+      const wire::HttpRequestHead& head = http.head();
+      if (s == wire::ParseState::kInvalid) {
+        out.problem = "bad_http_head";
+      } else if (head.kind == wire::HttpRequestKind::kConnect) {
+        out.problem = "http_connect";
+      } else if (head.kind == wire::HttpRequestKind::kHttp2Preface) {
+        out.problem = "h2c";
+      } else if (head.host.empty()) {
+        out.problem = "no_host";
+      } else {
+        out.name = head.host;
+      }
+      return true;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+asio::awaitable<Classified> classify(asio::ip::tcp::socket& socket, std::vector<std::byte>& buffer,
+                                     std::chrono::milliseconds timeout, bool wait_for_first_byte) {
+  Classified out;
+  Protocol protocol = Protocol::kUnknown;
+  wire::ClientHelloReader hello;
+  wire::HttpRequestReader http;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  asio::error_code ec;
+  if (wait_for_first_byte && buffer.empty()) {
+    co_await socket.async_wait(asio::ip::tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+    if (ec) {
+      out.problem = "closed";
+      co_return out;
+    }
+  }
+  timer.expires_at(Clock::now() + timeout);
+  if (!buffer.empty() && examine(buffer, protocol, hello, http, out)) co_return out;
+  while (buffer.size() < kCap) {
+    size_t old = buffer.size();
+    buffer.resize(old + std::min(kReadChunk, kCap - old));
+    asio::error_code timer_ec;
+    auto got =
+        co_await (socket.async_read_some(asio::buffer(buffer.data() + old, buffer.size() - old),
+                                         redirect_error(use_awaitable, ec)) ||
+                  timer.async_wait(redirect_error(use_awaitable, timer_ec)));
+    if (got.index() == 1) {
+      buffer.resize(old);
+      if (protocol == Protocol::kTls) out.kind = Classified::Kind::kTls;
+      if (protocol == Protocol::kHttp) out.kind = Classified::Kind::kHttp;
+      out.timed_out = true;
+      out.problem = "timeout";
+      co_return out;
+    }
+    if (ec) {
+      buffer.resize(old);
+      out.problem = "closed";
+      co_return out;
+    }
+    buffer.resize(old + std::get<0>(got));
+    if (examine(buffer, protocol, hello, http, out)) co_return out;
+  }
+  // Over the cap without a decision: the parsers cap themselves first, so this is only reached
+  // by bytes that stay "consistent" forever; treat them as unparseable.
+  out.kind = protocol == Protocol::kTls ? Classified::Kind::kTls : Classified::Kind::kHttp;
+  out.problem = protocol == Protocol::kTls ? "bad_client_hello" : "bad_http_head";
+  co_return out;
+}
+
+}  // namespace netfence::gateway

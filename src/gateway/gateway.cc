@@ -1,0 +1,531 @@
+#include "gateway/gateway.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include "fmt/format.h"
+#include "gateway/classify.h"
+#include "wire/http_stream.h"
+
+namespace netfence::gateway {
+
+using asio::redirect_error;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+using policy::Decision;
+using policy::Reason;
+using policy::Verdict;
+
+namespace {
+
+std::string endpoint_text(const policy::IpAddress& address, uint16_t port) {
+  return address.family() == policy::Family::kV6 ? fmt::format("[{}]:{}", address.to_string(), port)
+                                                 : fmt::format("{}:{}", address.to_string(), port);
+}
+
+tcp::endpoint to_endpoint(const policy::IpAddress& a, uint16_t port) {
+  if (a.family() == policy::Family::kV4) {
+    asio::ip::address_v4::bytes_type b;
+    std::copy_n(a.data(), 4, b.begin());
+    return {asio::ip::address_v4(b), port};
+  }
+  asio::ip::address_v6::bytes_type b;
+  std::copy_n(a.data(), 16, b.begin());
+  return {asio::ip::address_v6(b), port};
+}
+
+Decision gateway_denial(std::string reason, std::string detail) {
+  // Reasons the gateway adds to the policy's own (docs/log.md): carried in `detail`'s prefix
+  // position by the log writer through Decision::rule being empty and the reason override.
+  Decision d;
+  d.verdict = Verdict::kDeny;
+  d.reason = Reason::kNoMatch;
+  d.detail = std::move(detail);
+  d.rule = std::move(reason);  // replaced in log_event: see Connection::reason_override
+  return d;
+}
+
+std::string suggestion(const std::string& name, const policy::IpAddress& address, uint16_t port) {
+  if (!name.empty()) return fmt::format("--allow-net {}:{}", name, port);
+  return address.family() == policy::Family::kV6
+             ? fmt::format("--allow-net [{}]:{}", address.to_string(), port)
+             : fmt::format("--allow-net {}:{}", address.to_string(), port);
+}
+
+}  // namespace
+
+std::vector<std::byte> tls_access_denied_alert() {
+  // A TLS 1.2-framed fatal alert, access_denied (49): every TLS client understands it, and
+  // TLS 1.3 clients accept the 0x0303 record version.
+  return {std::byte{0x15}, std::byte{0x03}, std::byte{0x03}, std::byte{0x00},
+          std::byte{0x02}, std::byte{0x02}, std::byte{49}};
+}
+
+std::string http_forbidden(std::string_view target, std::string_view reason,
+                           std::string_view detail, std::string_view suggest) {
+  std::string body = fmt::format("netfence denied {}: {}.\n", target, detail);
+  if (!suggest.empty()) body += fmt::format("To allow it, add {}\n", suggest);
+  return fmt::format(
+      "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+      "Content-Length: {}\r\nConnection: close\r\nX-Netfence-Reason: {}\r\n\r\n{}",
+      body.size(), reason, body);
+}
+
+struct Gateway::Connection {
+  uint64_t id = 0;
+  tcp::socket client;
+  Clock::time_point start = Clock::now();
+  std::string src;
+  Destination dst;
+  std::string dst_text;
+  std::vector<std::byte> first_bytes;
+  Classified::Kind kind = Classified::Kind::kNothing;
+  std::string name;
+  std::string name_source = "none";
+  std::string dialed;
+  std::string reason_override;  // a gateway reason code replacing the policy's in the log
+  bool http = false;            // the client speaks HTTP/1: every request head gets judged
+
+  explicit Connection(tcp::socket s) : client(std::move(s)) {}
+};
+
+Gateway::Gateway(asio::any_io_executor executor, const policy::Policy& policy,
+                 dns::Resolver& resolver, dns::LearnedAddresses& learned, EventLog& log,
+                 Options options)
+    : executor_(std::move(executor)),
+      policy_(policy),
+      resolver_(resolver),
+      learned_(learned),
+      log_(log),
+      options_(std::move(options)) {}
+
+Result<void> Gateway::serve(UniqueFd listener) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  sockaddr_storage ss{};
+  socklen_t ss_len = sizeof ss;
+  if (getsockopt(listener.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+      getsockname(listener.get(), reinterpret_cast<sockaddr*>(&ss), &ss_len) != 0) {
+    return fail("gateway: the listener is not a stream socket");
+  }
+  auto acceptor = std::make_shared<tcp::acceptor>(executor_);
+  asio::error_code ec;
+  acceptor->assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), listener.get(), ec);
+  if (ec) return fail("gateway: cannot adopt the listener: " + ec.message());
+  listener.release();
+  acceptors_.push_back(acceptor);
+  asio::co_spawn(executor_, accept_loop(acceptor), asio::detached);
+  return {};
+}
+
+void Gateway::stop() {
+  stopped_ = true;
+  asio::error_code ec;
+  for (auto& a : acceptors_) a->close(ec);
+}
+
+asio::awaitable<void> Gateway::accept_loop(std::shared_ptr<tcp::acceptor> acceptor) {
+  while (!stopped_) {
+    asio::error_code ec;
+    tcp::socket socket = co_await acceptor->async_accept(redirect_error(use_awaitable, ec));
+    if (stopped_ || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
+      co_return;
+    }
+    if (ec) {
+      // EMFILE/ENFILE/ENOBUFS: pause instead of spinning; the pending connection waits.
+      asio::steady_timer pause(executor_, std::chrono::milliseconds(50));
+      co_await pause.async_wait(redirect_error(use_awaitable, ec));
+      continue;
+    }
+    asio::co_spawn(executor_, handle(std::move(socket)), asio::detached);
+  }
+}
+
+void Gateway::log_event(const Connection& c, std::string_view event, const Decision& d) {
+  if (!log_.wants(d.allowed())) return;
+  Event e;
+  e.event = std::string(event);
+  e.id = c.id;
+  e.proto = "tcp";
+  e.src = c.src;
+  e.dst = c.dst.address.to_string();
+  e.port = c.dst.port;
+  e.name = c.name;
+  e.name_source = c.name_source;
+  e.verdict = std::string(policy::to_string(d.verdict));
+  e.rule = c.reason_override.empty() ? d.rule : "";
+  e.reason =
+      c.reason_override.empty() ? std::string(policy::to_string(d.reason)) : c.reason_override;
+  e.detail = d.detail;
+  e.dialed = c.dialed;
+  log_.write(e);
+}
+
+void Gateway::log_close(const Connection& c, const RelayResult& r, std::string_view problem) {
+  stats_.bytes_up += r.bytes_up;
+  stats_.bytes_down += r.bytes_down;
+  if (!log_.wants(true)) return;
+  Event e;
+  e.event = "close";
+  e.id = c.id;
+  e.proto = "tcp";
+  e.src = c.src;
+  e.dst = c.dst.address.to_string();
+  e.port = c.dst.port;
+  e.name = c.name;
+  e.name_source = c.name_source;
+  e.verdict = "allow";
+  e.reason = problem.empty() ? (r.idle_timeout ? "idle_timeout"
+                                : r.reset      ? "reset"
+                                               : "eof")
+                             : std::string(problem);
+  e.dialed = c.dialed;
+  e.bytes_up = r.bytes_up;
+  e.bytes_down = r.bytes_down;
+  e.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - c.start).count();
+  log_.write(e);
+}
+
+void Gateway::refuse(Connection& c, std::string_view event, const Decision& d) {
+  ++stats_.denied;
+  log_event(c, event, d);
+  asio::error_code ec;
+  std::string reason =
+      c.reason_override.empty() ? std::string(policy::to_string(d.reason)) : c.reason_override;
+  if (c.kind == Classified::Kind::kTls) {
+    auto alert = tls_access_denied_alert();
+    c.client.non_blocking(true, ec);
+    c.client.write_some(asio::buffer(alert), ec);
+    c.client.shutdown(tcp::socket::shutdown_send, ec);
+    c.client.close(ec);
+  } else if (c.kind == Classified::Kind::kHttp) {
+    std::string target = c.name.empty() ? c.dst_text : fmt::format("{}:{}", c.name, c.dst.port);
+    bool fixable = d.reason == Reason::kNoMatch || d.reason == Reason::kWrongPort;
+    std::string response = http_forbidden(
+        target, reason, d.detail, fixable ? suggestion(c.name, c.dst.address, c.dst.port) : "");
+    c.client.non_blocking(true, ec);
+    c.client.write_some(asio::buffer(response), ec);
+    c.client.shutdown(tcp::socket::shutdown_send, ec);
+    c.client.close(ec);
+  } else {
+    reset(c.client);
+  }
+}
+
+asio::awaitable<void> Gateway::handle(tcp::socket socket) {
+  ++stats_.accepted;
+  Connection c(std::move(socket));
+  c.id = ++next_id_;
+  asio::error_code ec;
+  auto remote = c.client.remote_endpoint(ec);
+  if (!ec) {
+    auto ip = policy::IpAddress::parse(remote.address().to_string());
+    if (ip) c.src = endpoint_text(*ip, remote.port());
+  }
+  auto dst = options_.destination ? options_.destination(c.client.native_handle())
+                                  : Result<Destination>(fail("no destination lookup"));
+  if (!dst || !dst->redirected) {
+    c.reason_override = dst ? "not_redirected" : "no_original_destination";
+    refuse(c, "connect",
+           gateway_denial(c.reason_override,
+                          dst ? "a connection to the gateway's own listener is not a destination"
+                              : dst.error().message));
+    co_return;
+  }
+  c.dst = *dst;
+  c.dst_text = endpoint_text(c.dst.address, c.dst.port);
+  if (stats_.active >= options_.max_connections) {
+    c.reason_override = "too_many_connections";
+    refuse(
+        c, "connect",
+        gateway_denial(c.reason_override, fmt::format("over the limit of {} concurrent connections",
+                                                      options_.max_connections)));
+    co_return;
+  }
+  ++stats_.active;
+  co_await handle_judged(c);
+  --stats_.active;
+}
+
+asio::awaitable<void> Gateway::handle_judged(Connection& c) {
+  const policy::IpAddress& ip = c.dst.address;
+  uint16_t port = c.dst.port;
+  Decision d = policy_.judge_address(ip, port);
+  if (d.allowed()) {
+    // Full access or an IP/CIDR rule: the address is the authority. Names are still read
+    // inline when deny_net names hosts ("everything but X").
+    co_await connect_and_relay(c, d, policy_.deny().has_host_rules());
+    co_return;
+  }
+  if (d.reason == Reason::kDenyRule || d.reason == Reason::kAlwaysDeny ||
+      d.reason == Reason::kDisabled) {
+    refuse(c, "connect", d);
+    co_return;
+  }
+
+  // The address came from netfence's own answer for an allowed name (SPEC 1.3 step 4).
+  for (const std::string& owner : learned_.owners(ip)) {
+    Decision nd = policy_.judge_name(owner, port);
+    if (!nd.allowed() || !policy_.judge_resolved(ip, port).allowed()) continue;
+    c.name = owner;
+    c.name_source = "dns";
+    nd.detail =
+        fmt::format("{} was in netfence's DNS answer for {}, {}", ip.to_string(), owner, nd.detail);
+    learned_.hold(ip);
+    co_await connect_and_relay(c, nd, /*inspect_inline=*/true);
+    learned_.release(ip);
+    co_return;
+  }
+
+  // Read the name the client wants (SPEC 1.3 step 5).
+  Classified cl = co_await classify(c.client, c.first_bytes, options_.first_bytes_timeout, false);
+  c.kind = cl.kind;
+  c.name = cl.name;
+  c.name_source = cl.source.empty() ? "none" : cl.source;
+  c.http = cl.kind == Classified::Kind::kHttp;
+  if (!cl.problem.empty()) {
+    c.reason_override = cl.problem;
+    std::string why;
+    if (cl.problem == "timeout" || cl.problem == "closed" || cl.kind == Classified::Kind::kOther) {
+      c.reason_override = cl.problem == "closed" ? "closed" : "no_name";
+      why = fmt::format(
+          "{}; {} (neither TLS with an SNI nor HTTP with a Host arrived{})", d.detail, c.dst_text,
+          cl.timed_out ? fmt::format(" within {} ms", options_.first_bytes_timeout.count()) : "");
+    } else if (cl.problem == "ech") {
+      why = fmt::format(
+          "the ClientHello uses Encrypted Client Hello: its SNI '{}' is only the "
+          "outer public name, not the host it reaches",
+          cl.name);
+    } else {
+      why = fmt::format("{} ({})", d.detail, cl.problem);
+    }
+    Decision denied = d;
+    denied.detail = why;
+    refuse(c, "connect", denied);
+    co_return;
+  }
+  Decision nd = policy_.judge_name(c.name, port);
+  if (!nd.allowed()) {
+    refuse(c, "connect", nd);
+    co_return;
+  }
+  co_await connect_and_relay(c, nd, false);
+}
+
+asio::awaitable<Result<tcp::socket>> Gateway::dial(const policy::IpAddress& address,
+                                                   uint16_t port) {
+  tcp::socket socket(executor_);
+  asio::steady_timer timer(executor_, Clock::now() + options_.connect_timeout);
+  asio::error_code ec;
+  asio::error_code timer_ec;
+  auto done = co_await (
+      socket.async_connect(to_endpoint(address, port), redirect_error(use_awaitable, ec)) ||
+      timer.async_wait(redirect_error(use_awaitable, timer_ec)));
+  if (done.index() == 1) {
+    co_return fail(fmt::format("connecting to {} timed out after {} ms",
+                               endpoint_text(address, port), options_.connect_timeout.count()));
+  }
+  if (ec) {
+    co_return fail(
+        fmt::format("connecting to {} failed: {}", endpoint_text(address, port), ec.message()));
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  co_return std::move(socket);
+}
+
+asio::awaitable<Result<tcp::socket>> Gateway::dial_name(Connection& c, const std::string& name) {
+  // Not a conditional expression: GCC 12 miscompiles co_await inside ?: (heap corruption).
+  Result<std::vector<policy::IpAddress>> found = Error{};
+  if (options_.resolve) {
+    found = co_await options_.resolve(name);
+  } else {
+    found = co_await resolver_.resolve(name);
+  }
+  if (!found) co_return fail(fmt::format("resolving {} failed: {}", name, found.error().message));
+  std::vector<policy::IpAddress> usable;
+  std::string refused;
+  for (const policy::IpAddress& a : *found) {
+    Decision d = policy_.judge_resolved(a, c.dst.port);
+    if (d.allowed()) {
+      usable.push_back(a);
+    } else if (refused.empty()) {
+      refused = d.detail;
+    }
+  }
+  if (usable.empty()) {
+    co_return fail(refused.empty()
+                       ? fmt::format("{} has no addresses", name)
+                       : fmt::format("{} resolves only to refused addresses: {}", name, refused));
+  }
+  // The family the client used first, then the other.
+  std::stable_partition(usable.begin(), usable.end(), [&](const policy::IpAddress& a) {
+    return a.family() == c.dst.address.family();
+  });
+  std::string last;
+  for (size_t i = 0; i < usable.size() && i < 4; ++i) {
+    auto s = co_await dial(usable[i], c.dst.port);
+    if (s) {
+      c.dialed = endpoint_text(usable[i], c.dst.port);
+      co_return s;
+    }
+    last = s.error().message;
+  }
+  co_return fail(last);
+}
+
+asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server) {
+  // While waiting for the client's first bytes, the server may speak first (SSH, SMTP, MySQL):
+  // carry its bytes down until the client's bytes are classified.
+  bool classified = false;
+  auto early_down = [&]() -> asio::awaitable<void> {
+    asio::error_code ec;
+    while (!classified) {
+      co_await server.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+      if (ec || classified) co_return;
+      std::array<std::byte, 4096> chunk;
+      server.non_blocking(true, ec);
+      size_t n = server.read_some(asio::buffer(chunk), ec);
+      if (ec == asio::error::would_block) continue;
+      if (ec) co_return;  // EOF or error: the relay that follows sees it again
+      co_await asio::async_write(c.client, asio::buffer(chunk.data(), n),
+                                 redirect_error(use_awaitable, ec));
+      if (ec) co_return;
+    }
+  };
+  auto read_up = [&]() -> asio::awaitable<Classified> {
+    Classified cl = co_await classify(c.client, c.first_bytes, options_.inspect_timeout, true);
+    classified = true;
+    asio::error_code ec;
+    server.cancel(ec);  // wakes early_down from its wait
+    co_return cl;
+  };
+  Classified cl = co_await (read_up() && early_down());
+  c.http = cl.kind == Classified::Kind::kHttp && cl.problem.empty();
+  if (cl.name.empty()) co_return true;  // nothing names a host: the address decision stands
+  Decision nd = policy_.judge_name(cl.name, c.dst.port);
+  bool ok = policy_.full_access() ? nd.reason != Reason::kDenyRule : nd.allowed();
+  if (ok && cl.problem != "ech") co_return true;
+  c.kind = cl.kind;
+  std::string learned_name = c.name;
+  c.name = cl.name;
+  c.name_source = cl.source;
+  if (cl.problem == "ech") {
+    c.reason_override = "ech";
+    nd.detail = "the ClientHello uses Encrypted Client Hello: the host it reaches is hidden";
+  } else if (!learned_name.empty()) {
+    nd.detail = fmt::format(
+        "{} (the connection went to an address of {}, but its first bytes "
+        "name {})",
+        nd.detail, learned_name, cl.name);
+  }
+  asio::error_code ec;
+  reset(server);
+  refuse(c, "inspect", nd);
+  co_return false;
+}
+
+UpstreamFilter Gateway::http_filter(Connection& c) {
+  // Every request head of the connection is judged before it is forwarded (peers.md 5.22). A
+  // connection dialed by its Host keeps that host: a later head naming another one would reach
+  // that other virtual host on this server. Other connections (IP rule, learned address, full
+  // access) judge each head's host as inline inspection does.
+  auto stream = std::make_shared<wire::HttpRequestStream>();
+  bool dialed_by_host = c.name_source == "host";
+  std::string dialed_host = c.name;
+  return [this, &c, stream, dialed_by_host,
+          dialed_host](std::span<const std::byte> pending) -> std::optional<size_t> {
+    auto step = stream->scan(ByteSpan(pending.data(), pending.size()));
+    if (step.kind != wire::HttpRequestStream::Kind::kHead &&
+        step.kind != wire::HttpRequestStream::Kind::kInvalid) {
+      return step.forwardable;
+    }
+    Decision d;
+    if (step.kind == wire::HttpRequestStream::Kind::kInvalid) {
+      c.reason_override = "bad_http_head";
+      d.detail = fmt::format("a later request on this connection is not valid HTTP/1 ({})",
+                             stream->reason());
+    } else {
+      const wire::HttpRequestHead& head = stream->head();
+      if (head.kind != wire::HttpRequestKind::kHttp1) {
+        c.reason_override = head.kind == wire::HttpRequestKind::kConnect ? "http_connect" : "h2c";
+        d.detail = "a later request on this connection is not a plain HTTP/1 request";
+      } else if (head.host.empty()) {
+        c.reason_override = "no_host";
+        d.detail = "a later request on this connection has no Host";
+      } else if (dialed_by_host) {
+        if (head.host == dialed_host) return step.forwardable;
+        c.reason_override = "host_switch";
+        d.detail = fmt::format(
+            "request {} on this connection names {}, but the connection was "
+            "dialed for {}",
+            stream->requests(), head.host, dialed_host);
+      } else {
+        d = policy_.judge_name(head.host, c.dst.port);
+        bool ok = policy_.full_access() || c.name_source == "none" ? d.reason != Reason::kDenyRule
+                                                                   : d.allowed();
+        if (ok) return step.forwardable;
+      }
+      c.name = head.host;
+      c.name_source = "host";
+    }
+    d.verdict = Verdict::kDeny;
+    ++stats_.denied;
+    log_event(c, "inspect", d);
+    return std::nullopt;
+  };
+}
+
+asio::awaitable<void> Gateway::connect_and_relay(Connection& c, const Decision& d, bool inspect) {
+  Result<tcp::socket> server = Error{};
+  bool by_name = c.name_source == "sni" || c.name_source == "host";
+  if (by_name) {
+    server = co_await dial_name(c, c.name);
+  } else {
+    server = co_await dial(c.dst.address, c.dst.port);
+    if (server) c.dialed = c.dst_text;
+  }
+  ++stats_.allowed;
+  log_event(c, "connect", d);
+  if (!server) {
+    ++stats_.dial_failures;
+    Decision failed = d;
+    failed.verdict = Verdict::kDeny;
+    failed.detail = server.error().message;
+    c.reason_override = "dial_failed";
+    // The policy allowed it; the network did not. Tell the client in its own protocol.
+    refuse(c, "dial", failed);
+    log_close(c, RelayResult{}, "dial_failed");
+    co_return;
+  }
+  if (inspect && !co_await inspect_inline(c, server.value())) {
+    log_close(c, RelayResult{}, "inspect_denied");
+    co_return;
+  }
+  RelayResult r;
+  if (c.http) {
+    r = co_await relay_filtered(c.client, server.value(), pool_, options_.idle_timeout,
+                                std::move(c.first_bytes), http_filter(c));
+  } else {
+    if (!co_await send_all(server.value(), c.first_bytes)) {
+      reset(c.client);
+      reset(server.value());
+      log_close(c, RelayResult{}, "reset");
+      co_return;
+    }
+    r = co_await relay(c.client, server.value(), pool_, options_.idle_timeout);
+    r.bytes_up += c.first_bytes.size();
+  }
+  log_close(c, r, "");
+}
+
+}  // namespace netfence::gateway

@@ -1,0 +1,189 @@
+#include "gateway/relay.h"
+
+#include <sys/socket.h>
+
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+namespace netfence::gateway {
+
+using asio::redirect_error;
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+using asio::ip::tcp;
+
+BufferPool::Lease BufferPool::take() {
+  if (free_.empty()) return Lease(*this, std::make_unique<std::byte[]>(size_));
+  Lease lease(*this, std::move(free_.back()));
+  free_.pop_back();
+  return lease;
+}
+
+void BufferPool::give_back(std::unique_ptr<std::byte[]> buffer) {
+  if (free_.size() < keep_) free_.push_back(std::move(buffer));
+}
+
+void reset(tcp::socket& socket) {
+  if (!socket.is_open()) return;
+  asio::error_code ec;
+  socket.set_option(asio::socket_base::linger(true, 0), ec);
+  socket.close(ec);
+}
+
+asio::awaitable<bool> send_all(tcp::socket& socket, const std::vector<std::byte>& bytes) {
+  if (bytes.empty()) co_return true;
+  asio::error_code ec;
+  co_await asio::async_write(socket, asio::buffer(bytes), redirect_error(use_awaitable, ec));
+  co_return !ec;
+}
+
+namespace {
+
+struct Shared {
+  Clock::time_point last_activity = Clock::now();
+  bool failed = false;
+  bool cut = false;
+};
+
+// One direction: wait readable (no buffer held), read what is there, write it all.
+asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool, uint64_t& count,
+                           Shared& shared) {
+  asio::error_code ec;
+  while (true) {
+    co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+    if (ec) break;
+    BufferPool::Lease buffer = pool.take();
+    size_t n = from.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    if (ec == asio::error::eof) {
+      // Half-close: the other side may still send (e.g. an HTTP/1.0 response after the request).
+      to.shutdown(tcp::socket::shutdown_send, ec);
+      co_return;
+    }
+    if (ec) break;
+    co_await asio::async_write(to, asio::buffer(buffer.data(), n),
+                               redirect_error(use_awaitable, ec));
+    if (ec) break;
+    count += n;
+    shared.last_activity = Clock::now();
+  }
+  // An error on either side (reset, or the other direction failed and closed us): reset both,
+  // so each peer learns at once that the connection is gone.
+  shared.failed = true;
+  reset(from);
+  reset(to);
+}
+
+// Client to server through a filter: bytes accumulate in `pending` until the filter releases
+// them. The filter bounds what it holds back (an HTTP head is at most 16 KiB).
+asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, uint64_t& count,
+                                    Shared& shared, std::vector<std::byte> pending,
+                                    const UpstreamFilter& filter) {
+  asio::error_code ec;
+  std::array<std::byte, 16 * 1024> chunk;
+  while (true) {
+    // Release what the filter allows.
+    while (!pending.empty()) {
+      std::optional<size_t> n = filter(pending);
+      if (!n) {
+        // Cut: nothing more goes up, but what was already sent is answered (e.g. the responses
+        // to the allowed requests before a denied one); the server's EOF then ends the relay.
+        shared.cut = true;
+        to.shutdown(tcp::socket::shutdown_send, ec);
+        co_return;
+      }
+      if (*n == 0) break;
+      co_await asio::async_write(to, asio::buffer(pending.data(), *n),
+                                 redirect_error(use_awaitable, ec));
+      if (ec) break;
+      count += *n;
+      shared.last_activity = Clock::now();
+      pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(*n));
+    }
+    if (ec) break;
+    co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+    if (ec) break;
+    size_t n = from.read_some(asio::buffer(chunk), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    if (ec == asio::error::eof) {
+      to.shutdown(tcp::socket::shutdown_send, ec);
+      co_return;
+    }
+    if (ec) break;
+    pending.insert(pending.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  shared.failed = true;
+  reset(from);
+  reset(to);
+}
+
+asio::awaitable<void> watchdog(std::chrono::milliseconds idle, Shared& shared, bool& fired) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (true) {
+    auto deadline = shared.last_activity + idle;
+    if (Clock::now() >= deadline) {
+      fired = true;
+      co_return;
+    }
+    timer.expires_at(deadline);
+    asio::error_code ec;
+    co_await timer.async_wait(redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server, BufferPool& pool,
+                                       std::chrono::milliseconds idle_timeout,
+                                       std::vector<std::byte> initial,
+                                       const UpstreamFilter* filter) {
+  RelayResult result;
+  Shared shared;
+  asio::error_code ec;
+  client.non_blocking(true, ec);
+  server.non_blocking(true, ec);
+  auto up = filter != nullptr ? filtered_pump(client, server, result.bytes_up, shared,
+                                              std::move(initial), *filter)
+                              : pump(client, server, pool, result.bytes_up, shared);
+  auto both = std::move(up) && pump(server, client, pool, result.bytes_down, shared);
+  if (idle_timeout.count() > 0) {
+    co_await (std::move(both) || watchdog(idle_timeout, shared, result.idle_timeout));
+  } else {
+    co_await std::move(both);
+  }
+  result.reset = shared.failed || result.idle_timeout;
+  result.cut = shared.cut;
+  if (result.reset) {
+    reset(client);
+    reset(server);
+  } else {
+    // Both directions ended with EOF: a normal close keeps whatever is still queued for sending.
+    client.close(ec);
+    server.close(ec);
+  }
+  co_return result;
+}
+
+}  // namespace
+
+asio::awaitable<RelayResult> relay(tcp::socket& client, tcp::socket& server, BufferPool& pool,
+                                   std::chrono::milliseconds idle_timeout) {
+  co_return co_await run_relay(client, server, pool, idle_timeout, {}, nullptr);
+}
+
+asio::awaitable<RelayResult> relay_filtered(tcp::socket& client, tcp::socket& server,
+                                            BufferPool& pool,
+                                            std::chrono::milliseconds idle_timeout,
+                                            std::vector<std::byte> initial, UpstreamFilter filter) {
+  co_return co_await run_relay(client, server, pool, idle_timeout, std::move(initial), &filter);
+}
+
+}  // namespace netfence::gateway
