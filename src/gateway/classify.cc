@@ -43,6 +43,7 @@ bool examine(const std::vector<std::byte>& buffer, Protocol& protocol,
     case Protocol::kOther:
       out.kind = Classified::Kind::kOther;
       out.source = "none";
+      out.problem = "no_name";
       return true;
     case Protocol::kTls: {
       wire::ParseState s = hello.feed(bytes);
@@ -90,15 +91,25 @@ bool examine(const std::vector<std::byte>& buffer, Protocol& protocol,
 }  // namespace
 
 asio::awaitable<Classified> classify(asio::ip::tcp::socket& socket, std::vector<std::byte>& buffer,
-                                     std::chrono::milliseconds timeout, bool wait_for_first_byte) {
+                                     std::chrono::milliseconds timeout,
+                                     std::chrono::milliseconds first_byte_wait) {
   Classified out;
   Protocol protocol = Protocol::kUnknown;
   wire::ClientHelloReader hello;
   wire::HttpRequestReader http;
   asio::steady_timer timer(co_await asio::this_coro::executor);
   asio::error_code ec;
-  if (wait_for_first_byte && buffer.empty()) {
-    co_await socket.async_wait(asio::ip::tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+  if (first_byte_wait.count() > 0 && buffer.empty()) {
+    asio::error_code timer_ec;
+    timer.expires_at(Clock::now() + first_byte_wait);
+    auto ready = co_await (
+        socket.async_wait(asio::ip::tcp::socket::wait_read, redirect_error(use_awaitable, ec)) ||
+        timer.async_wait(redirect_error(use_awaitable, timer_ec)));
+    if (ready.index() == 1) {
+      out.timed_out = true;
+      out.problem = "timeout";
+      co_return out;
+    }
     if (ec) {
       out.problem = "closed";
       co_return out;

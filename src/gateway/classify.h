@@ -19,7 +19,7 @@ struct Classified {
   enum class Kind {
     kTls,      // a complete ClientHello
     kHttp,     // a complete HTTP/1 request head
-    kOther,    // bytes that are neither (server-speaks-first protocols send nothing: see below)
+    kOther,    // bytes that are neither: problem "no_name"
     kNothing,  // the client sent nothing before the deadline, or closed
   };
   Kind kind = Kind::kNothing;
@@ -33,11 +33,12 @@ struct Classified {
 };
 
 // Reads from `socket` into `buffer` (appending) and classifies. `deadline` bounds the whole
-// read. With `wait_for_first_byte` false the deadline applies from the start (the peek path:
-// the client must speak first); with true, waiting for the first byte is unbounded (the learned
-// and full-access paths, where the server may speak first) and the deadline starts counting
-// at the first byte.
+// read. With `first_byte_wait` zero the deadline applies from the start (the peek path: the
+// client must speak first); otherwise the client may take up to `first_byte_wait` to send its
+// first byte (the learned and full-access paths, where the server may speak first; the gateway
+// passes its idle timeout) and the deadline starts counting at that byte.
 asio::awaitable<Classified> classify(asio::ip::tcp::socket& socket, std::vector<std::byte>& buffer,
-                                     std::chrono::milliseconds timeout, bool wait_for_first_byte);
+                                     std::chrono::milliseconds timeout,
+                                     std::chrono::milliseconds first_byte_wait);
 
 }  // namespace netfence::gateway

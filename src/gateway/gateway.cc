@@ -81,8 +81,19 @@ std::string http_forbidden(std::string_view target, std::string_view reason,
       body.size(), reason, body);
 }
 
+std::string http_bad_gateway(std::string_view target, std::string_view detail) {
+  std::string body =
+      fmt::format("netfence allowed {} but could not reach it: {}.\n", target, detail);
+  return fmt::format(
+      "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
+      "Content-Length: {}\r\nConnection: close\r\nX-Netfence-Reason: dial_failed\r\n\r\n{}",
+      body.size(), body);
+}
+
 struct Gateway::Connection {
   uint64_t id = 0;
+  uint64_t early_down = 0;  // server bytes carried down during inline inspection
+  std::string close_reason;  // why inline inspection ended the connection
   tcp::socket client;
   Clock::time_point start = Clock::now();
   std::string src;
@@ -197,7 +208,8 @@ void Gateway::log_close(const Connection& c, const RelayResult& r, std::string_v
 }
 
 void Gateway::refuse(Connection& c, std::string_view event, const Decision& d) {
-  ++stats_.denied;
+  bool dial_failed = c.reason_override == "dial_failed";
+  if (!dial_failed) ++stats_.denied;
   log_event(c, event, d);
   asio::error_code ec;
   std::string reason =
@@ -288,7 +300,8 @@ asio::awaitable<void> Gateway::handle_judged(Connection& c) {
   }
 
   // Read the name the client wants (SPEC 1.3 step 5).
-  Classified cl = co_await classify(c.client, c.first_bytes, options_.first_bytes_timeout, false);
+  Classified cl = co_await classify(c.client, c.first_bytes, options_.first_bytes_timeout,
+                                    std::chrono::milliseconds(0));
   c.kind = cl.kind;
   c.name = cl.name;
   c.name_source = cl.source.empty() ? "none" : cl.source;
@@ -296,7 +309,7 @@ asio::awaitable<void> Gateway::handle_judged(Connection& c) {
   if (!cl.problem.empty()) {
     c.reason_override = cl.problem;
     std::string why;
-    if (cl.problem == "timeout" || cl.problem == "closed" || cl.kind == Classified::Kind::kOther) {
+    if (cl.problem == "timeout" || cl.problem == "closed" || cl.problem == "no_name") {
       c.reason_override = cl.problem == "closed" ? "closed" : "no_name";
       why = fmt::format(
           "{}; {} (neither TLS with an SNI nor HTTP with a Host arrived{})", d.detail, c.dst_text,
@@ -396,21 +409,37 @@ asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server
       server.non_blocking(true, ec);
       size_t n = server.read_some(asio::buffer(chunk), ec);
       if (ec == asio::error::would_block) continue;
-      if (ec) co_return;  // EOF or error: the relay that follows sees it again
+      if (ec == asio::error::eof) {
+        // The server said all it will say (daytime, a refusal): let the client see the end.
+        c.client.shutdown(tcp::socket::shutdown_send, ec);
+        co_return;
+      }
+      if (ec) co_return;  // an error: the relay that follows sees it again
       co_await asio::async_write(c.client, asio::buffer(chunk.data(), n),
                                  redirect_error(use_awaitable, ec));
       if (ec) co_return;
+      c.early_down += n;
     }
   };
   auto read_up = [&]() -> asio::awaitable<Classified> {
-    Classified cl = co_await classify(c.client, c.first_bytes, options_.inspect_timeout, true);
+    Classified cl =
+        co_await classify(c.client, c.first_bytes, options_.inspect_timeout, options_.idle_timeout);
     classified = true;
     asio::error_code ec;
     server.cancel(ec);  // wakes early_down from its wait
     co_return cl;
   };
   Classified cl = co_await (read_up() && early_down());
-  c.http = cl.kind == Classified::Kind::kHttp && cl.problem.empty();
+  if (cl.problem == "timeout" && c.first_bytes.empty()) {
+    // Nothing moved up for the idle timeout: an idle connection, closed like any other.
+    c.close_reason = "idle_timeout";
+    reset(c.client);
+    reset(server);
+    co_return false;
+  }
+  // Later request heads are judged even when the first named no host (HTTP/1.0); a head the
+  // parser rejects is not followed (SSH version lines look like request lines).
+  c.http = cl.kind == Classified::Kind::kHttp && cl.problem != "bad_http_head";
   if (cl.name.empty()) co_return true;  // nothing names a host: the address decision stands
   Decision nd = policy_.judge_name(cl.name, c.dst.port);
   bool ok = policy_.full_access() ? nd.reason != Reason::kDenyRule : nd.allowed();
@@ -428,7 +457,7 @@ asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server
         "name {})",
         nd.detail, learned_name, cl.name);
   }
-  asio::error_code ec;
+  c.close_reason = "inspect_denied";
   reset(server);
   refuse(c, "inspect", nd);
   co_return false;
@@ -460,8 +489,8 @@ UpstreamFilter Gateway::http_filter(Connection& c) {
         c.reason_override = head.kind == wire::HttpRequestKind::kConnect ? "http_connect" : "h2c";
         d.detail = "a later request on this connection is not a plain HTTP/1 request";
       } else if (head.host.empty()) {
-        c.reason_override = "no_host";
-        d.detail = "a later request on this connection has no Host";
+        // HTTP/1.0 without Host names nothing: it reaches the server already chosen.
+        return step.forwardable;
       } else if (dialed_by_host) {
         if (head.host == dialed_host) return step.forwardable;
         c.reason_override = "host_switch";
@@ -508,7 +537,9 @@ asio::awaitable<void> Gateway::connect_and_relay(Connection& c, const Decision& 
     co_return;
   }
   if (inspect && !co_await inspect_inline(c, server.value())) {
-    log_close(c, RelayResult{}, "inspect_denied");
+    RelayResult none;
+    none.bytes_down = c.early_down;
+    log_close(c, none, c.close_reason);
     co_return;
   }
   RelayResult r;
@@ -525,6 +556,7 @@ asio::awaitable<void> Gateway::connect_and_relay(Connection& c, const Decision& 
     r = co_await relay(c.client, server.value(), pool_, options_.idle_timeout);
     r.bytes_up += c.first_bytes.size();
   }
+  r.bytes_down += c.early_down;
   log_close(c, r, "");
 }
 

@@ -129,5 +129,7 @@ class Gateway {
 std::vector<std::byte> tls_access_denied_alert();
 std::string http_forbidden(std::string_view target, std::string_view reason,
                            std::string_view detail, std::string_view suggestion);
+// What an HTTP client is told when its allowed connection could not be dialed.
+std::string http_bad_gateway(std::string_view target, std::string_view detail);
 
 }  // namespace netfence::gateway

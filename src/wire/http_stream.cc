@@ -28,6 +28,17 @@ HttpRequestStream::Step HttpRequestStream::scan(ByteSpan pending) {
       return Step{Kind::kInvalid, 0};
     case Mode::kOpaque:
       return Step{Kind::kOpaque, pending.size()};
+    case Mode::kAfterUpgrade: {
+      if (pending.empty()) return Step{};
+      ParseState start = check_http1_start(pending);
+      if (start == ParseState::kNeedMore) return Step{};
+      if (start == ParseState::kInvalid) {
+        mode_ = Mode::kOpaque;
+        return Step{Kind::kOpaque, pending.size()};
+      }
+      mode_ = Mode::kHead;  // the server did not switch: another request follows
+      return scan(pending);
+    }
     case Mode::kHead: {
       if (pending.empty()) return Step{};
       // The previous request's head stays readable until the next one starts.
@@ -37,12 +48,9 @@ HttpRequestStream::Step HttpRequestStream::scan(ByteSpan pending) {
       if (s == ParseState::kInvalid) return invalid(reader_.reason());
       const HttpRequestHead& h = reader_.head();
       ++requests_;
-      if (h.kind != HttpRequestKind::kHttp1) {
-        // CONNECT or the h2c preface: the caller judges (and refuses) it from head().
-        opaque_after_ = true;
-      } else {
-        opaque_after_ = h.upgrade;
-      }
+      // CONNECT or the h2c preface: the caller judges (and refuses) it from head(). An Upgrade
+      // request: decided by what the client sends next (kAfterUpgrade).
+      opaque_after_ = h.kind != HttpRequestKind::kHttp1 || h.upgrade;
       if (h.chunked) {
         mode_ = Mode::kChunkSize;
         remaining_ = 0;
@@ -54,14 +62,14 @@ HttpRequestStream::Step HttpRequestStream::scan(ByteSpan pending) {
         mode_ = Mode::kLength;
         remaining_ = *h.content_length;
       } else {
-        mode_ = opaque_after_ ? Mode::kOpaque : Mode::kHead;
+        mode_ = opaque_after_ ? Mode::kAfterUpgrade : Mode::kHead;
       }
       return Step{Kind::kHead, h.head_length};
     }
     case Mode::kLength: {
       size_t n = pending.size() < remaining_ ? pending.size() : static_cast<size_t>(remaining_);
       remaining_ -= n;
-      if (remaining_ == 0) mode_ = opaque_after_ ? Mode::kOpaque : Mode::kHead;
+      if (remaining_ == 0) mode_ = opaque_after_ ? Mode::kAfterUpgrade : Mode::kHead;
       return Step{n == 0 ? Kind::kNeedMore : Kind::kBody, n};
     }
     default:
@@ -138,7 +146,7 @@ HttpRequestStream::Step HttpRequestStream::scan_chunked(ByteSpan pending) {
           bool empty_line = line_length_ == 2;
           line_length_ = 0;
           if (empty_line) {
-            mode_ = opaque_after_ ? Mode::kOpaque : Mode::kHead;
+            mode_ = opaque_after_ ? Mode::kAfterUpgrade : Mode::kHead;
             return Step{Kind::kBody, i};
           }
         } else if (saw_cr_) {

@@ -6,8 +6,10 @@
 // own buffer and calls scan() on them. scan() says how many leading bytes may be forwarded now
 // and why: body bytes (Content-Length countdown or chunked framing) are forwardable as soon as
 // they arrive; a request head is held back until it is complete (kHead), so the caller can judge
-// its host before a single byte of it reaches the server. After a request that upgrades the
-// connection (Upgrade field) or a CONNECT, the rest of the stream is opaque. Framing the stream
+// its host before a single byte of it reaches the server. After a request that asks to upgrade
+// the connection (Upgrade field), the stream becomes opaque only if what follows cannot start an
+// HTTP/1 request (WebSocket frames begin with 0x0_/0x8_ bytes): a server that ignored the
+// Upgrade keeps getting judged requests. Framing the stream
 // cannot follow (bad chunk sizes, conflicting lengths, an over-long head) is kInvalid: the
 // caller cuts the connection. Pure code, no I/O, bounded state.
 #pragma once
@@ -52,6 +54,7 @@ class HttpRequestStream {
     kChunkData,
     kChunkDataEnd,
     kTrailer,
+    kAfterUpgrade,
     kOpaque,
     kInvalid
   };

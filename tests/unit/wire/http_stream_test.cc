@@ -80,16 +80,25 @@ TEST(HttpRequestStream, BadChunkFramingIsInvalid) {
       {"a.example", "INVALID:chunk_size_too_large"});
 }
 
-TEST(HttpRequestStream, UpgradeMakesTheRestOpaque) {
+TEST(HttpRequestStream, UpgradeThenFramesIsOpaque) {
   expect_hosts(
       "GET /ws HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-      "GET / HTTP/1.1\r\nHost: b.example\r\n\r\n",
+      "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58GET / HTTP/1.1\r\nHost: b.example\r\n\r\n",
       {"a.example", "OPAQUE"});
 }
 
+TEST(HttpRequestStream, IgnoredUpgradeKeepsJudgingRequests) {
+  // The server answered 200 and stayed HTTP: the next request is a request like any other.
+  expect_hosts(
+      "GET / HTTP/1.1\r\nHost: a.example\r\nUpgrade: whatever\r\nConnection: Upgrade\r\n\r\n"
+      "GET / HTTP/1.1\r\nHost: b.example\r\n\r\n",
+      {"a.example", "b.example"});
+}
+
 TEST(HttpRequestStream, SecondHeadInvalidIsInvalid) {
-  expect_hosts("GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\nHost: c\r\n\r\n",
-               {"a.example", "INVALID:duplicate_host"});
+  expect_hosts(
+      "GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\nHost: c\r\n\r\n",
+      {"a.example", "INVALID:duplicate_host"});
 }
 
 TEST(HttpRequestStream, NothingForwardableBeforeAHeadCompletes) {
