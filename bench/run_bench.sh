@@ -35,13 +35,14 @@ printf '%-44s %8s ms\n' "unshare -rn true (reference)" "$(median_ms in_host unsh
 
 SIZE=$((1024 * 1024 * 1024))
 serve_once() { # a server in "the internet" that sends SIZE bytes to one client, then exits
-  in_inet sh -c "head -c $SIZE /dev/zero | nc -N -l 203.0.113.10 7000" &
+  in_inet sh -c "head -c $SIZE /dev/zero | nc -N -l 203.0.113.10 7000" >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 1 50); do in_inet ss -ltn | grep -q 203.0.113.10:7000 && break; sleep 0.05; done
   echo "$pid"
 }
 transfer() { # transfer LABEL COMMAND...: MiB/s for one SIZE transfer
   local pid t0 t1 got
+  shift
   pid=$(serve_once)
   t0=$(date +%s%N)
   got=$("$@" 2>/dev/null | wc -c)

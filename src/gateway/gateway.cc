@@ -405,9 +405,11 @@ asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server
     while (!classified) {
       co_await server.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
       if (ec || classified) co_return;
-      std::array<std::byte, 4096> chunk;
+      // A server that speaks first may send a lot before the client says anything (a download
+      // the client never answers): full-size buffers, as in the relay.
+      BufferPool::Lease chunk = pool_.take();
       server.non_blocking(true, ec);
-      size_t n = server.read_some(asio::buffer(chunk), ec);
+      size_t n = server.read_some(asio::buffer(chunk.data(), chunk.size()), ec);
       if (ec == asio::error::would_block) continue;
       if (ec == asio::error::eof) {
         // The server said all it will say (daytime, a refusal): let the client see the end.
