@@ -7,6 +7,7 @@
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 #include <cstdio>
+#include <cstring>
 
 #include "dns/learned.h"
 #include "dns/resolver.h"
@@ -166,7 +167,12 @@ int RunCommand::run(std::vector<std::string> argv) const {
                    const sockaddr_storage& local) -> Result<gateway::Destination> {
         auto original = sandbox::udp_original_destination(conntrack.get(), client, local);
         if (!original) return original.error();
-        return destination_of(*original);
+        auto destination = destination_of(*original);
+        // Sent to the relay listener itself (no rewrite): not a destination.
+        if (destination && std::memcmp(&*original, &local, sizeof(sockaddr_storage)) == 0) {
+          destination->redirected = false;
+        }
+        return destination;
       });
   Result<void> served;
   for (UniqueFd* fd : {&l.dns_udp_v4, &l.dns_udp_v6}) {

@@ -23,6 +23,15 @@ constexpr size_t kCap = 16 * 1024 + 5;  // a maximal ClientHello record header a
 
 enum class Protocol { kUnknown, kTls, kHttp, kOther };
 
+// True when the first line (or what has arrived of it, up to the cap) carries " HTTP/": the
+// bytes claim to be an HTTP request, so a parse failure is a malformed request, not another
+// protocol.
+bool has_http_version(ByteSpan bytes) {
+  std::string_view text = as_chars(bytes);
+  size_t end = text.find('\n');
+  return text.substr(0, end).find(" HTTP/") != std::string_view::npos;
+}
+
 // Examines the buffer; returns true when classification is final.
 bool examine(const std::vector<std::byte>& buffer, Protocol& protocol,
              wire::ClientHelloReader& hello, wire::HttpRequestReader& http, Classified& out) {
@@ -72,6 +81,14 @@ bool examine(const std::vector<std::byte>& buffer, Protocol& protocol,
       out.source = "host";
       const wire::HttpRequestHead& head = http.head();
       if (s == wire::ParseState::kInvalid) {
+        if (!has_http_version(bytes)) {
+          // A token and a space, but no HTTP version on the first line: not HTTP at all (an SSH
+          // version line such as "SSH-2.0-OpenSSH_9.2p1 Debian-2" looks like that).
+          out.kind = Classified::Kind::kOther;
+          out.source = "none";
+          out.problem = "no_name";
+          return true;
+        }
         out.problem = "bad_http_head";
       } else if (head.kind == wire::HttpRequestKind::kConnect) {
         out.problem = "http_connect";

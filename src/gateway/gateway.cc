@@ -92,7 +92,7 @@ std::string http_bad_gateway(std::string_view target, std::string_view detail) {
 
 struct Gateway::Connection {
   uint64_t id = 0;
-  uint64_t early_down = 0;  // server bytes carried down during inline inspection
+  uint64_t early_down = 0;   // server bytes carried down during inline inspection
   std::string close_reason;  // why inline inspection ended the connection
   tcp::socket client;
   Clock::time_point start = Clock::now();
@@ -400,8 +400,11 @@ asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server
   // While waiting for the client's first bytes, the server may speak first (SSH, SMTP, MySQL):
   // carry its bytes down until the client's bytes are classified.
   bool classified = false;
+  bool stalled = false;  // the client did not take the server's bytes for the idle timeout
+  Clock::time_point last_down = Clock::now();
   auto early_down = [&]() -> asio::awaitable<void> {
     asio::error_code ec;
+    asio::steady_timer timer(executor_);
     while (!classified) {
       co_await server.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
       if (ec || classified) co_return;
@@ -417,31 +420,71 @@ asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server
         co_return;
       }
       if (ec) co_return;  // an error: the relay that follows sees it again
-      co_await asio::async_write(c.client, asio::buffer(chunk.data(), n),
-                                 redirect_error(use_awaitable, ec));
+      // A client that stops reading must not hold this write (and the connection) forever.
+      timer.expires_after(options_.idle_timeout);
+      asio::error_code timer_ec;
+      auto wrote = co_await (asio::async_write(c.client, asio::buffer(chunk.data(), n),
+                                               redirect_error(use_awaitable, ec)) ||
+                             timer.async_wait(redirect_error(use_awaitable, timer_ec)));
+      if (wrote.index() == 1) {
+        stalled = true;
+        reset(c.client);
+        reset(server);
+        co_return;
+      }
       if (ec) co_return;
       c.early_down += n;
+      last_down = Clock::now();
     }
   };
   auto read_up = [&]() -> asio::awaitable<Classified> {
-    Classified cl =
-        co_await classify(c.client, c.first_bytes, options_.inspect_timeout, options_.idle_timeout);
+    Classified cl;
+    while (true) {
+      cl = co_await classify(c.client, c.first_bytes, options_.inspect_timeout,
+                             options_.idle_timeout);
+      // Bytes flowing down count as activity: a download the client never answers is not idle.
+      if (cl.problem == "timeout" && c.first_bytes.empty() && !stalled &&
+          Clock::now() - last_down < options_.idle_timeout) {
+        continue;
+      }
+      break;
+    }
     classified = true;
     asio::error_code ec;
     server.cancel(ec);  // wakes early_down from its wait
     co_return cl;
   };
   Classified cl = co_await (read_up() && early_down());
-  if (cl.problem == "timeout" && c.first_bytes.empty()) {
-    // Nothing moved up for the idle timeout: an idle connection, closed like any other.
+  if (stalled || (cl.problem == "timeout" && c.first_bytes.empty())) {
+    // Nothing moved for the idle timeout: an idle connection, closed like any other.
     c.close_reason = "idle_timeout";
     reset(c.client);
     reset(server);
     co_return false;
   }
-  // Later request heads are judged even when the first named no host (HTTP/1.0); a head the
-  // parser rejects is not followed (SSH version lines look like request lines).
-  c.http = cl.kind == Classified::Kind::kHttp && cl.problem != "bad_http_head";
+  c.http = cl.kind == Classified::Kind::kHttp;
+  // Bytes that announced TLS or HTTP but cannot be read to a name (malformed, over the cap, cut
+  // short) are not waved through: a lenient server might still read a name the policy never saw.
+  // A hello without SNI or with an IP literal names nothing, so the address decision stands.
+  bool unreadable = (cl.kind == Classified::Kind::kTls || cl.kind == Classified::Kind::kHttp) &&
+                    !cl.problem.empty() && cl.problem != "no_sni" &&
+                    cl.problem != "sni_ip_literal" && cl.problem != "no_host" &&
+                    cl.problem != "closed" && cl.problem != "ech";
+  if (unreadable) {
+    c.kind = cl.kind;
+    c.reason_override =
+        cl.problem == "timeout"
+            ? (cl.kind == Classified::Kind::kTls ? "bad_client_hello" : "bad_http_head")
+            : cl.problem;
+    Decision d;
+    d.detail = fmt::format("the first bytes {} but cannot be read to a host name ({})",
+                           cl.kind == Classified::Kind::kTls ? "are TLS" : "are an HTTP request",
+                           cl.problem);
+    c.close_reason = "inspect_denied";
+    reset(server);
+    refuse(c, "inspect", d);
+    co_return false;
+  }
   if (cl.name.empty()) co_return true;  // nothing names a host: the address decision stands
   Decision nd = policy_.judge_name(cl.name, c.dst.port);
   bool ok = policy_.full_access() ? nd.reason != Reason::kDenyRule : nd.allowed();
@@ -490,16 +533,17 @@ UpstreamFilter Gateway::http_filter(Connection& c) {
       if (head.kind != wire::HttpRequestKind::kHttp1) {
         c.reason_override = head.kind == wire::HttpRequestKind::kConnect ? "http_connect" : "h2c";
         d.detail = "a later request on this connection is not a plain HTTP/1 request";
-      } else if (head.host.empty()) {
-        // HTTP/1.0 without Host names nothing: it reaches the server already chosen.
+      } else if (head.host.empty() && !dialed_by_host) {
+        // HTTP/1.0 without Host names nothing: the address decision stands.
         return step.forwardable;
       } else if (dialed_by_host) {
+        // A hostless head would get the server's default virtual host: not the one dialed.
         if (head.host == dialed_host) return step.forwardable;
         c.reason_override = "host_switch";
         d.detail = fmt::format(
             "request {} on this connection names {}, but the connection was "
             "dialed for {}",
-            stream->requests(), head.host, dialed_host);
+            stream->requests(), head.host.empty() ? "no host" : head.host, dialed_host);
       } else {
         d = policy_.judge_name(head.host, c.dst.port);
         bool ok = policy_.full_access() || c.name_source == "none" ? d.reason != Reason::kDenyRule

@@ -18,14 +18,10 @@ using Clock = std::chrono::steady_clock;
 using asio::ip::tcp;
 
 BufferPool::Lease BufferPool::take() {
-  if (free_.empty()) return Lease(*this, std::make_unique<std::byte[]>(size_));
-  Lease lease(*this, std::move(free_.back()));
-  free_.pop_back();
+  if (state_->free.empty()) return Lease(state_, std::make_unique<std::byte[]>(state_->size));
+  Lease lease(state_, std::move(state_->free.back()));
+  state_->free.pop_back();
   return lease;
-}
-
-void BufferPool::give_back(std::unique_ptr<std::byte[]> buffer) {
-  if (free_.size() < keep_) free_.push_back(std::move(buffer));
 }
 
 void reset(tcp::socket& socket) {

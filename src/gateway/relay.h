@@ -24,36 +24,42 @@
 namespace netfence::gateway {
 
 class BufferPool {
+  struct State {
+    size_t size;
+    size_t keep;
+    std::vector<std::unique_ptr<std::byte[]>> free;
+  };
+
  public:
   explicit BufferPool(size_t buffer_size = 64 * 1024, size_t keep = 64)
-      : size_(buffer_size), keep_(keep) {}
+      : state_(std::make_shared<State>(State{buffer_size, keep, {}})) {}
 
+  // A borrowed buffer. It keeps the pool's free list alive, so a lease that outlives the pool
+  // (a coroutine frame destroyed with the io_context after the gateway) is still safe.
   class Lease {
    public:
-    Lease(BufferPool& pool, std::unique_ptr<std::byte[]> buffer)
-        : pool_(&pool), buffer_(std::move(buffer)) {}
+    Lease(std::shared_ptr<State> state, std::unique_ptr<std::byte[]> buffer)
+        : state_(std::move(state)), buffer_(std::move(buffer)) {}
     Lease(Lease&&) = default;
     Lease& operator=(Lease&&) = default;
     ~Lease() {
-      if (buffer_) pool_->give_back(std::move(buffer_));
+      if (buffer_ && state_ && state_->free.size() < state_->keep) {
+        state_->free.push_back(std::move(buffer_));
+      }
     }
     std::byte* data() const { return buffer_.get(); }
-    size_t size() const { return pool_->size_; }
+    size_t size() const { return state_->size; }
 
    private:
-    BufferPool* pool_;
+    std::shared_ptr<State> state_;
     std::unique_ptr<std::byte[]> buffer_;
   };
 
   Lease take();
-  size_t buffer_size() const { return size_; }
+  size_t buffer_size() const { return state_->size; }
 
  private:
-  void give_back(std::unique_ptr<std::byte[]> buffer);
-
-  size_t size_;
-  size_t keep_;
-  std::vector<std::unique_ptr<std::byte[]>> free_;
+  std::shared_ptr<State> state_;
 };
 
 struct RelayResult {

@@ -127,6 +127,10 @@ std::shared_ptr<UdpRelay::Flow> UdpRelay::open_flow(const udp::socket& listener,
   if (!dst) {
     flow->reason = "no_original_destination";
     d.detail = dst.error().message;
+  } else if (!dst->redirected) {
+    flow->dst = *dst;
+    flow->reason = "not_redirected";
+    d.detail = "a datagram to the relay listener itself is not a destination";
   } else {
     flow->dst = *dst;
     d = policy_.judge_address(dst->address, dst->port);

@@ -6,7 +6,9 @@
 // A flow is one client address:port. Its first datagram asks where it was going (conntrack,
 // through the injected lookup), judges that with Policy::judge_address, and logs one event; an
 // allowed flow gets its own connected socket in the host namespace, and datagrams then pass both
-// ways until the flow is idle for `idle_timeout` (one "close" event with counts). A denied
+// ways until the flow is idle for `idle_timeout` (one "close" event with counts). The default,
+// 25 s, is below conntrack's 30 s for an unanswered UDP flow: a client port reused for another
+// destination after that is a new flow, looked up and judged again. A denied
 // flow's datagrams are dropped (counted) until it too goes idle. Flows are capped.
 #pragma once
 
@@ -46,7 +48,7 @@ class UdpRelay {
 
   UdpRelay(asio::any_io_executor executor, const policy::Policy& policy, EventLog& log,
            UdpDestinationLookup lookup,
-           std::chrono::milliseconds idle_timeout = std::chrono::seconds(60));
+           std::chrono::milliseconds idle_timeout = std::chrono::seconds(25));
   UdpRelay(const UdpRelay&) = delete;
   UdpRelay& operator=(const UdpRelay&) = delete;
 

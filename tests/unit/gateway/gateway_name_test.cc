@@ -297,9 +297,8 @@ TEST_F(GatewayNameTest, PipelinedRequestForAnotherHostIsCutAfterTheFirstIsForwar
   EXPECT_EQ(field(wait_event(c, "inspect"), "reason"), "host_switch");
 }
 
-// (A later HTTP/1.0 head without Host names nothing: it reaches the server the connection was
-// dialed for, so it is forwarded; HostlessFirstRequestDoesNotExemptLaterRequests covers the
-// other order.)
+// A later HTTP/1.0 head without Host would get the server's default virtual host, not the one
+// the connection was dialed for: a host switch.
 TEST_F(GatewayNameTest, LaterRequestsThatCannotBeJudgedAreCut) {
   ASSERT_NO_FATAL_FAILURE(start_with({"api.test"}));
   struct Later {
@@ -309,6 +308,7 @@ TEST_F(GatewayNameTest, LaterRequestsThatCannotBeJudgedAreCut) {
   };
   const std::vector<Later> cases = {
       {"CONNECT", "CONNECT api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n", "http_connect"},
+      {"HTTP/1.0 without Host", "GET / HTTP/1.0\r\n\r\n", "host_switch"},
       {"not HTTP", std::string("\x16\x03\x01\x00\x05hello", 10), "bad_http_head"},
   };
   for (const Later& later : cases) {

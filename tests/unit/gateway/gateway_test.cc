@@ -376,6 +376,38 @@ TEST_F(GatewayTest, LearnedAlwaysDenyAddressIsStillRefused) {
 
 // --- Full access with deny_net host rules: names are read inline --------------------------------
 
+// Bytes that announce TLS or HTTP but cannot be read to a name are cut on the inline path too:
+// a lenient server could still read the name the policy never saw (review finding).
+TEST_F(GatewayTest, InlineInspectionCutsUnreadableTlsAndHttp) {
+  if (!has_own_ip()) GTEST_SKIP() << "this host has no IPv4 address besides loopback";
+  Server server = listen_on(own_ip());
+  ASSERT_NO_FATAL_FAILURE(start({}, {"blocked.test"}));
+  const Destination dst = destination(own_ip(), server.port);
+
+  // A ClientHello naming blocked.test with 33 ALPN names (over the parser's limit).
+  test::ClientHelloSpec spec;
+  spec.sni = "blocked.test";
+  for (int i = 0; i < 33; ++i) spec.alpn.push_back("p" + std::to_string(i));
+  Client tls = connect(dst);
+  UniqueFd s1 = server.accept();
+  ASSERT_TRUE(s1);
+  ASSERT_TRUE(test::write_all(tls.fd.get(), test::build_client_hello(spec)));
+  EXPECT_EQ(test::read_to_end(tls.fd.get()).data, kTlsAlert);
+  EXPECT_EQ(test::read_to_end(s1.get()).data, "");
+  EXPECT_EQ(field(wait_event(tls, "inspect"), "verdict"), "deny");
+
+  // An HTTP head with mixed line endings naming blocked.test.
+  Client http = connect(dst);
+  UniqueFd s2 = server.accept();
+  ASSERT_TRUE(s2);
+  ASSERT_TRUE(test::write_all(
+      http.fd.get(), std::string("GET / HTTP/1.1\r\nHost: blocked.test\nAccept: */*\r\n\r\n")));
+  test::ReadResult answer = test::read_to_end(http.fd.get());
+  EXPECT_EQ(answer.data.rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << answer.data;
+  EXPECT_EQ(test::read_to_end(s2.get()).data, "");
+  EXPECT_EQ(field(wait_event(http, "inspect"), "reason"), "bad_http_head");
+}
+
 TEST_F(GatewayTest, FullAccessInspectsNamesInlineForDenyNetHostRules) {
   if (!has_own_ip()) GTEST_SKIP() << "this host has no IPv4 address besides loopback";
   Server server = listen_on(own_ip());
