@@ -39,8 +39,8 @@ policy::Policy compile(std::vector<std::string> allow, std::vector<std::string> 
 
 struct World {
   asio::io_context io{1};
-  policy::Policy allowlist = compile({"api.example.com", "*.example.org:443", "10.0.0.0/8"},
-                                     {"evil.example.org"});
+  policy::Policy allowlist =
+      compile({"api.example.com", "*.example.org:443", "10.0.0.0/8"}, {"evil.example.org"});
   policy::Policy full = compile({}, {"evil.example.org"});
   dns::Resolver resolver{io.get_executor(), dns::ResolverConfig{}};  // never used: no forwards
   dns::LearnedAddresses learned;

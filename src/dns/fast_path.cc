@@ -20,11 +20,14 @@ void put32(std::span<std::byte> out, size_t at, uint32_t v) {
 
 // The negative SOA's RDATA up to MINIMUM (see wire::build_dns_answer): MNAME netfence.invalid.,
 // RNAME hostmaster.netfence.invalid., SERIAL 1, REFRESH 3600, RETRY 600, EXPIRE 86400.
-constexpr uint8_t kSoaRdataHead[] = {
-    8,   'n', 'e', 't', 'f', 'e', 'n', 'c', 'e', 7, 'i', 'n', 'v', 'a', 'l', 'i',
-    'd', 0,   10,  'h', 'o', 's', 't', 'm', 'a', 's', 't', 'e', 'r', 8,   'n', 'e',
-    't', 'f', 'e', 'n', 'c', 'e', 7,   'i', 'n', 'v', 'a', 'l', 'i', 'd', 0,   0,
-    0,   0,   1,   0,   0,   0x0e, 0x10, 0, 0, 0x02, 0x58, 0, 0x01, 0x51, 0x80};
+constexpr char kSoaRdataHead[] =
+    "\x08netfence\x07invalid\x00"
+    "\x0ahostmaster\x08netfence\x07invalid\x00"
+    "\x00\x00\x00\x01"                                          // SERIAL 1
+    "\x00\x00\x0e\x10"                                          // REFRESH 3600
+    "\x00\x00\x02\x58"                                          // RETRY 600
+    "\x00\x01\x51\x80";                                         // EXPIRE 86400
+constexpr size_t kSoaRdataHeadSize = sizeof kSoaRdataHead - 1;  // without the literal's NUL
 
 }  // namespace
 
@@ -151,10 +154,10 @@ size_t write_local_answer(ByteSpan message, const SimpleQuery& q, wire::DnsAnswe
     put16(out, pos + 1, wire::dns_type::kSoa);
     put16(out, pos + 3, q.klass);
     put32(out, pos + 5, ttl);
-    put16(out, pos + 9, sizeof kSoaRdataHead + 4);
+    put16(out, pos + 9, kSoaRdataHeadSize + 4);
     pos += 11;
-    std::memcpy(out.data() + pos, kSoaRdataHead, sizeof kSoaRdataHead);
-    pos += sizeof kSoaRdataHead;
+    std::memcpy(out.data() + pos, kSoaRdataHead, kSoaRdataHeadSize);
+    pos += kSoaRdataHeadSize;
     put32(out, pos, ttl);
     pos += 4;
   }

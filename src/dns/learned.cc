@@ -8,18 +8,16 @@ void LearnedAddresses::learn(const std::string& name, const policy::IpAddress& a
                              uint32_t ttl, Clock::time_point now) {
   Clock::time_point expires = now + std::chrono::seconds(ttl) + grace_;
   if (auto it = table_.find(address); it != table_.end()) {
-    for (Owner& owner : it->second.owners) {
-      if (owner.name == name) {
-        owner.expires = std::max(owner.expires, expires);
-        return;
-      }
+    if (auto owner = it->second.owners.find(name); owner != it->second.owners.end()) {
+      owner->second = std::max(owner->second, expires);
+      return;
     }
   }
   if (entries_ >= capacity_) {
     make_room(now);
     if (entries_ >= capacity_) return;  // every entry is held by a live connection
   }
-  table_[address].owners.push_back(Owner{name, expires});
+  table_[address].owners.emplace(name, expires);
   ++entries_;
 }
 
@@ -28,9 +26,10 @@ std::vector<std::string> LearnedAddresses::owners(const policy::IpAddress& addre
   std::vector<std::string> names;
   auto it = table_.find(address);
   if (it == table_.end()) return names;
-  for (const Owner& owner : it->second.owners) {
-    if (owner.expires > now || it->second.holds > 0) names.push_back(owner.name);
+  for (const auto& [name, expires] : it->second.owners) {
+    if (expires > now || it->second.holds > 0) names.push_back(name);
   }
+  std::sort(names.begin(), names.end());  // a stable order for callers and logs
   return names;
 }
 
@@ -50,7 +49,7 @@ void LearnedAddresses::make_room(Clock::time_point now) {
     Slot& slot = it->second;
     if (slot.holds == 0) {
       size_t before = slot.owners.size();
-      std::erase_if(slot.owners, [&](const Owner& o) { return o.expires <= now; });
+      std::erase_if(slot.owners, [&](const auto& owner) { return owner.second <= now; });
       entries_ -= before - slot.owners.size();
     }
     it = slot.owners.empty() && slot.holds == 0 ? table_.erase(it) : std::next(it);
@@ -62,7 +61,7 @@ void LearnedAddresses::make_room(Clock::time_point now) {
   expiries.reserve(entries_);
   for (const auto& [address, slot] : table_) {
     if (slot.holds > 0) continue;
-    for (const Owner& o : slot.owners) expiries.push_back(o.expires);
+    for (const auto& [name, expires] : slot.owners) expiries.push_back(expires);
   }
   if (expiries.empty()) return;
   size_t k = std::min(expiries.size() - 1, std::max<size_t>(1, capacity_ / 8) - 1);
@@ -72,7 +71,7 @@ void LearnedAddresses::make_room(Clock::time_point now) {
     Slot& slot = it->second;
     if (slot.holds == 0) {
       size_t before = slot.owners.size();
-      std::erase_if(slot.owners, [&](const Owner& o) { return o.expires <= cutoff; });
+      std::erase_if(slot.owners, [&](const auto& owner) { return owner.second <= cutoff; });
       entries_ -= before - slot.owners.size();
     }
     it = slot.owners.empty() && slot.holds == 0 ? table_.erase(it) : std::next(it);

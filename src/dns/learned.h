@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -34,8 +35,8 @@ class LearnedAddresses {
   // or Host, as if it had never been learned).
   void learn(const std::string& name, const policy::IpAddress& address, uint32_t ttl,
              Clock::time_point now = Clock::now());
-  // The names (normalised) that own `address` now; empty if none. Copies, so the caller may
-  // judge each without holding a reference into the table.
+  // The names (normalised) that own `address` now, sorted; empty if none. Copies, so the caller
+  // may judge each without holding a reference into the table.
   std::vector<std::string> owners(const policy::IpAddress& address,
                                   Clock::time_point now = Clock::now()) const;
   // Keeps `address`'s entries alive past expiry while a connection uses them; every hold()
@@ -47,12 +48,15 @@ class LearnedAddresses {
   size_t capacity() const { return capacity_; }
 
  private:
-  struct Owner {
-    std::string name;
-    Clock::time_point expires;
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
+  // Name -> expiry. A map, not a list: one CDN address can be the answer for thousands of names,
+  // and learn() runs for every relayed answer.
+  using Owners = std::unordered_map<std::string, Clock::time_point, NameHash, std::equal_to<>>;
   struct Slot {
-    std::vector<Owner> owners;
+    Owners owners;
     unsigned holds = 0;
   };
 

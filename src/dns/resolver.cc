@@ -9,6 +9,7 @@
 #include <asio/write.hpp>
 #include <charconv>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "fmt/format.h"
@@ -207,6 +208,13 @@ void Resolver::store(const std::string& key, const wire::DnsMessage& answer) {
   cache_.emplace(key, CacheEntry{answer, now, now + std::chrono::seconds(*ttl), lru_.begin()});
 }
 
+std::optional<wire::DnsMessage> Resolver::cached_answer(const wire::DnsMessage& query) {
+  if (query.questions.size() != 1 || cache_.empty()) return std::nullopt;
+  wire::DnsMessage hit;
+  if (!cached(cache_key(query), query.header.id, hit)) return std::nullopt;
+  return hit;
+}
+
 asio::awaitable<Result<wire::DnsMessage>> Resolver::exchange(const wire::DnsMessage& query) {
   if (query.questions.size() != 1) co_return fail("query_unusable: not exactly one question");
   if (config_.servers.empty()) co_return fail("upstream_timeout: no upstream servers");
@@ -270,17 +278,19 @@ asio::awaitable<Result<wire::DnsMessage>> Resolver::try_udp(const asio::ip::udp:
   uint16_t id =
       static_cast<uint16_t>(static_cast<uint8_t>(query[0]) << 8 | static_cast<uint8_t>(query[1]));
   asio::steady_timer timer(executor_, Clock::now() + config_.timeout);
-  std::vector<std::byte> buffer(wire::kDnsMaxMessageSize);
+  // Not zero-filled: 64 KiB of memset per try showed up in the profile.
+  auto buffer = std::make_unique_for_overwrite<std::byte[]>(wire::kDnsMaxMessageSize);
   while (true) {
     asio::error_code timer_ec;
     auto result =
-        co_await (socket.async_receive(asio::buffer(buffer), redirect_error(use_awaitable, ec)) ||
+        co_await (socket.async_receive(asio::buffer(buffer.get(), wire::kDnsMaxMessageSize),
+                                       redirect_error(use_awaitable, ec)) ||
                   timer.async_wait(redirect_error(use_awaitable, timer_ec)));
     if (result.index() == 1) co_return fail("upstream_timeout");
     // ECONNREFUSED (an ICMP port unreachable) fails this server at once.
     if (ec) co_return fail("upstream_unreachable: " + ec.message());
     size_t n = std::get<0>(result);
-    auto answer = wire::parse_dns_message(ByteSpan(buffer.data(), n));
+    auto answer = wire::parse_dns_message(ByteSpan(buffer.get(), n));
     if (!answer || answer->header.id != id || !answers_question(*answer, question)) continue;
     if (answer->header.tc) co_return co_await try_tcp(server, query, question);
     co_return std::move(answer.value());

@@ -21,9 +21,9 @@
 #include <chrono>
 #include <cstddef>
 #include <list>
-#include <map>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/result.h"
@@ -64,6 +64,11 @@ class Resolver {
   // ("query_unusable").
   asio::awaitable<Result<wire::DnsMessage>> exchange(const wire::DnsMessage& query);
 
+  // The cached answer to `query` with the query's ID and its TTLs counted down, without any
+  // I/O (the server uses it to answer cache hits at once); nullopt when not cached, expired or
+  // the query is unusable.
+  std::optional<wire::DnsMessage> cached_answer(const wire::DnsMessage& query);
+
   // Addresses of `name` (normalised) for dialing: /etc/hosts, else A and AAAA upstream, CNAMEs
   // followed. Errors: the lookups failed; an empty list means the name has no addresses.
   asio::awaitable<Result<std::vector<policy::IpAddress>>> resolve(const std::string& name);
@@ -93,7 +98,7 @@ class Resolver {
   ResolverConfig config_;
   size_t next_server_ = 0;
   std::mt19937_64 random_;
-  std::map<std::string, CacheEntry> cache_;
+  std::unordered_map<std::string, CacheEntry> cache_;
   std::list<std::string> lru_;  // most recent first
   uint64_t upstream_queries_ = 0;
   uint64_t cache_hits_ = 0;

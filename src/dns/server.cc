@@ -27,9 +27,9 @@ using Clock = std::chrono::steady_clock;
 struct Server::UdpListener {
   explicit UdpListener(const asio::any_io_executor& executor) : socket(executor) {}
   asio::ip::udp::socket socket;
-  bool pktinfo = false;      // bound to a wildcard: each datagram reports its destination
-  asio::ip::address local;   // the bound address
-  uint16_t port = 0;         // the bound port
+  bool pktinfo = false;     // bound to a wildcard: each datagram reports its destination
+  asio::ip::address local;  // the bound address
+  uint16_t port = 0;        // the bound port
 };
 
 namespace {
@@ -137,8 +137,8 @@ Result<void> Server::serve_udp(UniqueFd fd) {
   if (!family) return fail("dns: the UDP listener is not a bound datagram socket");
   auto listener = std::make_shared<UdpListener>(executor_);
   asio::error_code ec;
-  listener->socket.assign(*family == AF_INET6 ? asio::ip::udp::v6() : asio::ip::udp::v4(),
-                          fd.get(), ec);
+  listener->socket.assign(*family == AF_INET6 ? asio::ip::udp::v6() : asio::ip::udp::v4(), fd.get(),
+                          ec);
   if (ec) return fail("dns: cannot adopt the UDP listener: " + ec.message());
   fd.release();
   listener->socket.non_blocking(true, ec);
@@ -222,8 +222,7 @@ Server::Route Server::route(std::string_view name, uint16_t type, uint16_t klass
     case policy::BlockedAnswer::kNull:
       break;
   }
-  if ((type == wire::dns_type::kA || type == wire::dns_type::kAaaa) &&
-      klass == wire::kDnsClassIn) {
+  if ((type == wire::dns_type::kA || type == wire::dns_type::kAaaa) && klass == wire::kDnsClassIn) {
     r.kind = wire::DnsAnswerKind::kUnspecifiedAddress;
     r.answer = "sinkhole";
   } else {
@@ -318,6 +317,11 @@ Server::Disposition Server::answer_general(ByteSpan message, const Client& clien
     r = route(q.name.text, q.type, q.klass);
   }
   if (r.forward) {
+    if (auto hit = resolver_.cached_answer(query)) {
+      Pending here{std::move(query), client, start, r};
+      response = relay(here, std::move(*hit));
+      return response.empty() ? Disposition::kDropped : Disposition::kAnswered;
+    }
     pending = std::make_unique<Pending>(Pending{std::move(query), client, start, r});
     return Disposition::kForward;
   }
@@ -352,7 +356,12 @@ asio::awaitable<std::vector<std::byte>> Server::forward(std::unique_ptr<Pending>
     }
     co_return built ? std::move(built.value()) : std::vector<std::byte>{};
   }
-  wire::DnsMessage& response = upstream.value();
+  co_return relay(*pending, std::move(upstream.value()));
+}
+
+std::vector<std::byte> Server::relay(const Pending& pending, wire::DnsMessage response) {
+  const wire::DnsMessage& query = pending.query;
+  const wire::DnsQuestion& q = query.questions.front();
   // The client's question exactly as it wrote it (0x20 case randomisation intact), its flags,
   // and EDNS only if it used EDNS (RFC 6891 7): our payload size, its DO bit, no options.
   response.questions = query.questions;
@@ -385,7 +394,7 @@ asio::awaitable<std::vector<std::byte>> Server::forward(std::unique_ptr<Pending>
       }
     }
   }
-  co_return finish(*pending, response);
+  return finish(pending, response);
 }
 
 std::vector<std::byte> Server::finish(const Pending& pending, const wire::DnsMessage& response) {
@@ -406,14 +415,15 @@ std::vector<std::byte> Server::finish(const Pending& pending, const wire::DnsMes
     return built ? std::move(built.value()) : std::vector<std::byte>{};
   }
   ++stats_.forwarded;
-  if (log_.wants(true)) log_route(pending.client, q.name.text, q.type, pending.route, pending.start);
+  if (log_.wants(true))
+    log_route(pending.client, q.name.text, q.type, pending.route, pending.start);
   return std::move(bytes.value());
 }
 
 // ---- the decision log ----
 
-void Server::log_route(const Client& client, std::string_view name, uint16_t qtype,
-                       const Route& r, Clock::time_point start) {
+void Server::log_route(const Client& client, std::string_view name, uint16_t qtype, const Route& r,
+                       Clock::time_point start) {
   log_event(client, name, qtype, r.answer, decision_for(r, name), start);
 }
 

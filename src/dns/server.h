@@ -16,8 +16,9 @@
 //     └─► not allowed: answered here, never forwarded (no exfiltration through query names):
 //         A 0.0.0.0 / AAAA :: (or NXDOMAIN / REFUSED, per the policy), other types NODATA
 //
-// Local answers are computed synchronously on the receiving path; only forwarded queries become
-// coroutines, at most kMaxInFlight at once (more are dropped and logged: the client retries).
+// Local answers, and forwarded queries whose answer is in the Resolver's cache, are answered
+// synchronously on the receiving path; only queries that must go upstream become coroutines, at
+// most kMaxInFlight at once (more are dropped and logged: the client retries).
 // UDP is read and answered in batches (UdpBatch: recvmmsg/sendmmsg); a query of the common shape
 // is judged and answered without allocating (fast_path.h, Policy::check_name), anything else goes
 // through wire::parse_dns_message and the general builders, with the same decisions. UDP answers
@@ -99,7 +100,8 @@ class Server {
   // What the server does with one message, for the cases it handles without I/O (exposed for
   // tests and fuzzing; the socket loops call it). kAnswered: the response is in `response`
   // (replaced); kDropped: nothing is to be sent; kForward: `pending` holds the query, and
-  // forward() does the rest. Every message not forwarded is logged here.
+  // forward() does the rest. Every message not forwarded is logged here. A query allowed upstream
+  // whose answer is cached is answered here too (kAnswered), as forward() would.
   enum class Disposition { kAnswered, kDropped, kForward };
   // Where a query goes, decided before anything is built.
   struct Route {
@@ -131,6 +133,7 @@ class Server {
   Disposition answer_general(ByteSpan message, const Client& client,
                              std::vector<std::byte>& response, std::unique_ptr<Pending>& pending,
                              std::chrono::steady_clock::time_point start);
+  std::vector<std::byte> relay(const Pending& pending, wire::DnsMessage response);
   std::vector<std::byte> finish(const Pending& pending, const wire::DnsMessage& response);
   policy::Decision decision_for(const Route& route, std::string_view name) const;
   void log_event(const Client& client, std::string_view name, uint16_t qtype,

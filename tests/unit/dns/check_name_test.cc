@@ -23,14 +23,43 @@ Policy compile(std::vector<std::string> allow, std::vector<std::string> deny = {
 
 const std::vector<std::string>& names() {
   static const std::vector<std::string> list = {
-      "api.example.com", "API.Example.COM", "api.example.com.", "api.example.com..",
-      "example.com", "a.b.example.com", "x.example.org", "example.org", "db.example.net",
-      "evil.example.net", "other.test", "", ".", "a..b", "-a.example.com", "a-.example.com",
-      "a_b.example.com", "_srv._tcp.example.com", "1.2.3.4", "10.0.0.1.", "2001:db8::1",
-      "::ffff:10.0.0.1", "[::1]", "host.123", "123.host", "xn--bcher-kva.example",
-      "bücher.example", "BÜCHER.example", "münchen.example.com", "a.b\\.c", "a b.example.com",
-      std::string(63, 'a') + ".example.com", std::string(64, 'a') + ".example.com",
-      std::string(250, 'a'), "use-application-dns.net", "localhost", "LOCALHOST.",
+      "api.example.com",
+      "API.Example.COM",
+      "api.example.com.",
+      "api.example.com..",
+      "example.com",
+      "a.b.example.com",
+      "x.example.org",
+      "example.org",
+      "db.example.net",
+      "evil.example.net",
+      "other.test",
+      "",
+      ".",
+      "a..b",
+      "-a.example.com",
+      "a-.example.com",
+      "a_b.example.com",
+      "_srv._tcp.example.com",
+      "1.2.3.4",
+      "10.0.0.1.",
+      "2001:db8::1",
+      "::ffff:10.0.0.1",
+      "[::1]",
+      "host.123",
+      "123.host",
+      "xn--bcher-kva.example",
+      "bücher.example",
+      "BÜCHER.example",
+      "münchen.example.com",
+      "a.b\\.c",
+      "a b.example.com",
+      std::string(63, 'a') + ".example.com",
+      std::string(64, 'a') + ".example.com",
+      std::string(250, 'a'),
+      "use-application-dns.net",
+      "localhost",
+      "LOCALHOST.",
       std::string("nul\0byte.example.com", 20),
   };
   return list;
@@ -50,10 +79,10 @@ void expect_agreement(const Policy& policy) {
 }
 
 TEST(CheckName, AgreesWithJudgeNameInAllowlistMode) {
-  expect_agreement(compile({"api.example.com", "*.example.com:443", "example.org:80-90",
-                            "*.example.net", "xn--bcher-kva.example", "münchen.example.com",
-                            "10.0.0.0/8", "localhost"},
-                           {"evil.example.net", "*.bad.example.com"}));
+  expect_agreement(
+      compile({"api.example.com", "*.example.com:443", "example.org:80-90", "*.example.net",
+               "xn--bcher-kva.example", "münchen.example.com", "10.0.0.0/8", "localhost"},
+              {"evil.example.net", "*.bad.example.com"}));
 }
 
 TEST(CheckName, AgreesWithJudgeNameInFullAccessAndDisabledModes) {

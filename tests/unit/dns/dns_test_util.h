@@ -270,12 +270,12 @@ inline std::array<uint8_t, 16> v6(const char* text) {
 class FakeUpstream {
  public:
   enum class Mode {
-    kAnswer,         // answers from its records (NXDOMAIN for unknown names)
-    kSilent,         // reads queries, never answers
-    kTruncateUdp,    // over UDP: header and question with TC; over TCP: the full answer
-    kServFail,       // RCODE SERVFAIL
-    kWrongIdFirst,   // over UDP: first an answer with a wrong ID, then the right one
-    kGarbage,        // over UDP: bytes that are not a DNS message
+    kAnswer,        // answers from its records (NXDOMAIN for unknown names)
+    kSilent,        // reads queries, never answers
+    kTruncateUdp,   // over UDP: header and question with TC; over TCP: the full answer
+    kServFail,      // RCODE SERVFAIL
+    kWrongIdFirst,  // over UDP: first an answer with a wrong ID, then the right one
+    kGarbage,       // over UDP: bytes that are not a DNS message
   };
   struct Seen {
     std::string name;
@@ -381,8 +381,7 @@ class FakeUpstream {
     if (!q || q->questions.size() != 1) return;
     Mode mode = record(*q, false);
     auto send = [&](const std::vector<std::byte>& bytes) {
-      ::sendto(udp_.get(), bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&peer),
-               len);
+      ::sendto(udp_.get(), bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&peer), len);
     };
     switch (mode) {
       case Mode::kSilent:
@@ -483,8 +482,8 @@ struct HarnessOptions {
   std::chrono::milliseconds timeout{1000};
   int attempts = 1;
   size_t cache = 4096;
-  bool v6 = false;         // listen on ::1 instead of 127.0.0.1
-  bool wildcard = false;   // listen on 0.0.0.0 (IP_PKTINFO path)
+  bool v6 = false;        // listen on ::1 instead of 127.0.0.1
+  bool wildcard = false;  // listen on 0.0.0.0 (IP_PKTINFO path)
 };
 
 class Harness {
@@ -501,8 +500,8 @@ class Harness {
     auto pair = socket_pair(host);
     port_ = pair.port;
     address_ = options.v6 ? loopback(port_, true) : loopback(port_);
-    serving_ = server_.serve_udp(std::move(pair.udp)).ok() &&
-               server_.serve_tcp(std::move(pair.tcp)).ok();
+    serving_ =
+        server_.serve_udp(std::move(pair.udp)).ok() && server_.serve_tcp(std::move(pair.tcp)).ok();
     thread_ = std::thread([this] { io_.run(); });
   }
   ~Harness() {
@@ -600,8 +599,7 @@ template <class T>
 T run_on(asio::io_context& io, asio::awaitable<T> awaitable) {
   std::optional<T> result;
   asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> { result.emplace(co_await std::move(awaitable)); },
+      io, [&]() -> asio::awaitable<void> { result.emplace(co_await std::move(awaitable)); },
       asio::detached);
   io.restart();
   io.run();

@@ -18,10 +18,13 @@ using test::bytes_of;
 using test::DnsBuilder;
 using wire::DnsAnswerKind;
 
-constexpr DnsAnswerKind kKinds[] = {
-    DnsAnswerKind::kUnspecifiedAddress, DnsAnswerKind::kNoData,  DnsAnswerKind::kNxDomain,
-    DnsAnswerKind::kRefused,            DnsAnswerKind::kServFail, DnsAnswerKind::kNotImp,
-    DnsAnswerKind::kBadVers};
+constexpr DnsAnswerKind kKinds[] = {DnsAnswerKind::kUnspecifiedAddress,
+                                    DnsAnswerKind::kNoData,
+                                    DnsAnswerKind::kNxDomain,
+                                    DnsAnswerKind::kRefused,
+                                    DnsAnswerKind::kServFail,
+                                    DnsAnswerKind::kNotImp,
+                                    DnsAnswerKind::kBadVers};
 
 // Checks one accepted query against the general path, for every answer kind and two TTLs.
 void expect_same_as_general(const std::vector<std::byte>& bytes) {
@@ -56,8 +59,8 @@ void expect_same_as_general(const std::vector<std::byte>& bytes) {
 }
 
 TEST(FastPath, MatchesTheGeneralPathOnTypicalQueries) {
-  for (const char* name : {"example.com", "WWW.Example.COM", "a", "x-1.b_2.c", "",
-                           "use-application-dns.net"}) {
+  for (const char* name :
+       {"example.com", "WWW.Example.COM", "a", "x-1.b_2.c", "", "use-application-dns.net"}) {
     for (uint16_t type : {1, 28, 16, 15, 255, 65, 64, 12, 33}) {
       for (uint16_t klass : {1, 3, 255}) {
         for (int variant = 0; variant < 5; ++variant) {
@@ -89,21 +92,21 @@ TEST(FastPath, LongestNameIsAcceptedAndOneMoreLabelIsNot) {
 
 TEST(FastPath, LeavesEverythingUnusualToTheGeneralPath) {
   SimpleQuery q;
-  auto rejects = [&](const std::vector<std::byte>& bytes) {
-    return !read_simple_query(bytes, q);
-  };
-  EXPECT_TRUE(rejects(DnsBuilder().qr().question("a.example", 1).build()));  // a response
+  auto rejects = [&](const std::vector<std::byte>& bytes) { return !read_simple_query(bytes, q); };
+  EXPECT_TRUE(rejects(DnsBuilder().qr().question("a.example", 1).build()));           // a response
   EXPECT_TRUE(rejects(DnsBuilder().flags(0x1100).question("a.example", 1).build()));  // opcode 2
   EXPECT_TRUE(rejects(DnsBuilder().question("a.example", 1).question("b.example", 1).build()));
   EXPECT_TRUE(rejects(DnsBuilder().counts(0, 0, 0, 0).build()));  // no question
   EXPECT_TRUE(rejects(DnsBuilder().question("a.example", 1).opt(1232, false, 1).build()));  // v1
   EXPECT_TRUE(rejects(DnsBuilder().question("a.example", 1).tail(bytes_of({0})).build()));
-  EXPECT_TRUE(rejects(
-      DnsBuilder().question("a.example", 1).a(DnsBuilder::Section::kAdditional, "x", {1, 2, 3, 4})
-          .build()));  // an additional record that is not OPT
-  EXPECT_TRUE(rejects(
-      DnsBuilder().question("a.example", 1).a(DnsBuilder::Section::kAnswer, "x", {1, 2, 3, 4})
-          .build()));
+  EXPECT_TRUE(rejects(DnsBuilder()
+                          .question("a.example", 1)
+                          .a(DnsBuilder::Section::kAdditional, "x", {1, 2, 3, 4})
+                          .build()));  // an additional record that is not OPT
+  EXPECT_TRUE(rejects(DnsBuilder()
+                          .question("a.example", 1)
+                          .a(DnsBuilder::Section::kAnswer, "x", {1, 2, 3, 4})
+                          .build()));
   // Label bytes that the general path would escape: space, '.', '\', 0x7f, 0xc3.
   for (int c : {int{' '}, int{'.'}, int{'\\'}, 0x7f, 0xc3, 0x00}) {
     std::vector<std::byte> bytes = DnsBuilder().question("abc.example", 1).build();
@@ -114,8 +117,8 @@ TEST(FastPath, LeavesEverythingUnusualToTheGeneralPath) {
   auto pointer = bytes_of({0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1});
   EXPECT_TRUE(rejects(pointer));
   // Truncated OPT options.
-  auto bad_opt = DnsBuilder().question("a.example", 1).opt(1232, false, 0, {{10, bytes_of({1})}})
-                     .build();
+  auto bad_opt =
+      DnsBuilder().question("a.example", 1).opt(1232, false, 0, {{10, bytes_of({1})}}).build();
   bad_opt.back() = std::byte{0};
   bad_opt[bad_opt.size() - 2] = std::byte{9};  // option length 9 > the 1 byte present
   EXPECT_TRUE(rejects(bad_opt));
@@ -129,7 +132,9 @@ TEST(FastPath, RandomMutationsAgreeWithTheGeneralPath) {
   std::vector<std::vector<std::byte>> seeds = {
       DnsBuilder().question("api.example.com", 1).opt(1232, true).build(),
       DnsBuilder().question("x.y", 28).build(),
-      DnsBuilder().question("Mixed.Case.Example", 16, 3).opt(512, false, 0, {{10, bytes_of({1, 2})}})
+      DnsBuilder()
+          .question("Mixed.Case.Example", 16, 3)
+          .opt(512, false, 0, {{10, bytes_of({1, 2})}})
           .build(),
   };
   size_t accepted = 0;

@@ -11,12 +11,12 @@
 namespace netfence::dns {
 namespace {
 
+using test::FakeUpstream;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
 using ::testing::UnorderedElementsAre;
-using test::FakeUpstream;
 using Clock = std::chrono::steady_clock;
 
 std::string write_temp(const std::string& name, const std::string& text) {
@@ -186,8 +186,7 @@ TEST(Resolver, MovesToTheNextServerOnFailureAndRotates) {
   FakeUpstream good;
   good.a("a.example.com", {203, 0, 113, 1});
   good.a("b.example.com", {203, 0, 113, 2});
-  Fixture f({dead.endpoint(), failing.endpoint(), good.endpoint()},
-            std::chrono::milliseconds(100));
+  Fixture f({dead.endpoint(), failing.endpoint(), good.endpoint()}, std::chrono::milliseconds(100));
   auto a = f.exchange(make_query("a.example.com", wire::dns_type::kA));
   ASSERT_TRUE(a.ok()) << a.error().message;
   EXPECT_THAT(test::addresses(*a), ElementsAre("203.0.113.1"));

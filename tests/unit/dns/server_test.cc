@@ -12,9 +12,6 @@
 namespace netfence::dns {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::IsEmpty;
-using ::testing::UnorderedElementsAre;
 using test::addresses;
 using test::DnsBuilder;
 using test::FakeUpstream;
@@ -22,6 +19,9 @@ using test::Harness;
 using test::HarnessOptions;
 using test::parsed;
 using test::query;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
 namespace type = wire::dns_type;
 namespace rcode = wire::dns_rcode;
 
@@ -122,9 +122,8 @@ TEST(DnsServer, BlockedNamesAreAnsweredLocallyAndNeverForwarded) {
 }
 
 TEST(DnsServer, BlockedAnswerIsConfigurable) {
-  for (auto [blocked, expected] :
-       {std::pair{policy::BlockedAnswer::kNxdomain, rcode::kNxDomain},
-        std::pair{policy::BlockedAnswer::kRefused, rcode::kRefused}}) {
+  for (auto [blocked, expected] : {std::pair{policy::BlockedAnswer::kNxdomain, rcode::kNxDomain},
+                                   std::pair{policy::BlockedAnswer::kRefused, rcode::kRefused}}) {
     HarnessOptions o = allow({"api.example.com"});
     o.blocked = blocked;
     Harness h(o);
@@ -194,11 +193,11 @@ TEST(DnsServer, CaseAndTrailingDotVariantsMatchAndTheQuestionIsEchoedAsAsked) {
 TEST(DnsServer, ServesTcpIncludingPipelinedQueries) {
   Harness h(allow({"api.example.com"}));
   populate(h.upstream());
-  auto replies = test::tcp_exchange(h.address(),
-                                    {query("api.example.com", type::kA, true, 1),
-                                     query("x.blocked.example", type::kA, true, 2),
-                                     query("api.example.com", type::kAaaa, false, 3)},
-                                    /*pipelined=*/true);
+  auto replies = test::tcp_exchange(
+      h.address(),
+      {query("api.example.com", type::kA, true, 1), query("x.blocked.example", type::kA, true, 2),
+       query("api.example.com", type::kAaaa, false, 3)},
+      /*pipelined=*/true);
   ASSERT_EQ(replies.size(), 3u);
   auto first = parsed(replies[0]);
   EXPECT_EQ(first.header.id, 1);
@@ -251,8 +250,8 @@ TEST(DnsServer, UpstreamDownMeansServfail) {
   {
     UniqueFd closed = test::bound_socket(SOCK_DGRAM, test::loopback(0));
     HarnessOptions o = allow({"api.example.com"});
-    o.upstreams = {asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"),
-                                           test::port_of(closed.get()))};
+    o.upstreams = {
+        asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), test::port_of(closed.get()))};
     closed.reset();
     Harness h(o);
     auto m = parsed(h.udp(query("api.example.com", type::kA)));
@@ -269,8 +268,8 @@ TEST(DnsServer, MalformedMessagesGetFormerrOrNothingAndServingGoesOn) {
     std::optional<uint16_t> rcode;  // nullopt: no reply at all
   };
   std::vector<Case> cases = {
-      {bytes_of({0x12}), std::nullopt},                              // too short to answer
-      {bytes_of({0x12, 0x34, 0x01, 0x00, 0, 1}), std::nullopt},      // shorter than a header
+      {bytes_of({0x12}), std::nullopt},                          // too short to answer
+      {bytes_of({0x12, 0x34, 0x01, 0x00, 0, 1}), std::nullopt},  // shorter than a header
       {bytes_of({0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}), rcode::kFormErr},  // no q
       {bytes_of({0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'a', 'b'}), rcode::kFormErr},
       {bytes_of({0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1}),
@@ -278,7 +277,7 @@ TEST(DnsServer, MalformedMessagesGetFormerrOrNothingAndServingGoesOn) {
       {DnsBuilder().question("a.example", 1).question("b.example", 1).build(), rcode::kFormErr},
       {DnsBuilder().counts(0, 0, 0, 0).build(), rcode::kFormErr},
       {DnsBuilder().question("a.example", 1).tail(bytes_of({1, 2, 3})).build(), rcode::kFormErr},
-      {DnsBuilder().qr().question("a.example", 1).build(), std::nullopt},  // a response
+      {DnsBuilder().qr().question("a.example", 1).build(), std::nullopt},             // a response
       {DnsBuilder().flags(0x2100).question("a.example", 1).build(), rcode::kNotImp},  // opcode 4
       {DnsBuilder().question("a.example", 1).opt(1232, false, 1).build(), uint16_t{16}},
   };
@@ -356,6 +355,31 @@ TEST(DnsServer, RebindingAddressesAreFilteredUnlessAnIpRuleCoversThem) {
   }
 }
 
+TEST(DnsServer, CachedAnswersAreRelayedLikeFreshOnes) {
+  Harness h(allow({"api.example.com", "rebind.example.com"}));
+  populate(h.upstream());
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    auto id = static_cast<uint16_t>(100 + round);
+    const char* name = round == 1 ? "API.example.COM" : "api.example.com";
+    auto reply = h.udp(query(name, type::kA, round != 2, id));
+    auto m = parsed(reply);
+    EXPECT_EQ(m.header.id, id);
+    EXPECT_THAT(addresses(m), ElementsAre("203.0.113.10"));
+    ASSERT_EQ(m.questions.size(), 1u);
+    EXPECT_EQ(m.edns.has_value(), round != 2);
+    ASSERT_TRUE(reply.has_value());
+    EXPECT_EQ(static_cast<char>((*reply)[13]), name[0]);  // the question as asked
+    // The rebinding filter applies to cached answers too.
+    EXPECT_THAT(addresses(parsed(h.tcp(query("rebind.example.com", type::kA)))),
+                ElementsAre("203.0.113.5"));
+  }
+  EXPECT_EQ(h.upstream().count("api.example.com"), 1u);
+  EXPECT_EQ(h.upstream().count("rebind.example.com"), 1u);
+  EXPECT_EQ(h.stats().forwarded, 6u);
+  EXPECT_EQ(h.log_lines().size(), 6u);
+}
+
 TEST(DnsServer, CnameTargetsAreLearnedUnderTheNameAsked) {
   Harness h(allow({"www.example.com"}));
   populate(h.upstream());
@@ -414,15 +438,17 @@ TEST(DnsServer, EveryMessageIsOneDecisionLogEvent) {
   o.timeout = std::chrono::milliseconds(200);
   Harness h(o);
   populate(h.upstream());
-  h.udp(query("api.example.com", type::kA));                       // forwarded
-  h.udp(query("x.blocked.example", type::kA));                     // sinkhole (fast path)
-  h.tcp(query("x.blocked.example", type::kTxt));                   // nodata over TCP
-  h.udp(DnsBuilder().question("x.blocked.example", 1).opt(1232, false, 0, {{10, {}}})
+  h.udp(query("api.example.com", type::kA));      // forwarded
+  h.udp(query("x.blocked.example", type::kA));    // sinkhole (fast path)
+  h.tcp(query("x.blocked.example", type::kTxt));  // nodata over TCP
+  h.udp(DnsBuilder()
+            .question("x.blocked.example", 1)
+            .opt(1232, false, 0, {{10, {}}})
             .a(DnsBuilder::Section::kAdditional, "extra", {1, 2, 3, 4})
-            .build());                                              // general path
+            .build());                                                      // general path
   h.udp(test::bytes_of({0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}));  // formerr
   h.upstream().set_mode(FakeUpstream::Mode::kSilent);
-  h.udp(query("api.example.com", type::kTxt));                     // servfail
+  h.udp(query("api.example.com", type::kTxt));  // servfail
   auto e = events(h);
   ASSERT_EQ(e.size(), 6u);
   EXPECT_EQ(e[0]["answer"], "forwarded");
@@ -462,12 +488,12 @@ TEST(DnsServer, WildcardBoundSocketRepliesFromTheAddressAskedAndServesIpv6) {
     for (const char* address : {"127.0.0.1", "127.0.0.2", "127.1.2.3"}) {
       SCOPED_TRACE(address);
       // A connected client socket only accepts replies from exactly that source.
-      auto reply = test::udp_exchange(test::ipv4(address, h.port()),
-                                      query("x.blocked.example", type::kA));
+      auto reply =
+          test::udp_exchange(test::ipv4(address, h.port()), query("x.blocked.example", type::kA));
       ASSERT_TRUE(reply.has_value());
       EXPECT_THAT(addresses(parsed(reply)), ElementsAre("0.0.0.0"));
-      auto forwarded = test::udp_exchange(test::ipv4(address, h.port()),
-                                          query("api.example.com", type::kA));
+      auto forwarded =
+          test::udp_exchange(test::ipv4(address, h.port()), query("api.example.com", type::kA));
       EXPECT_THAT(addresses(parsed(forwarded)), ElementsAre("203.0.113.10"));
     }
     auto e = events(h);
