@@ -67,6 +67,7 @@ int DnsCommand::run() const {
     return 2;
   }
 
+  event_log->flush_each_event(false);  // the server flushes once per batch
   asio::io_context io(1);
   asio::error_code ec;
   asio::ip::udp::socket udp(io);

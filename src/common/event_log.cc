@@ -1,7 +1,9 @@
 #include "common/event_log.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <utility>
 
 #include "fmt/chrono.h"
@@ -64,39 +66,118 @@ EventLog::~EventLog() {
 void EventLog::write(const Event& event) {
   if (file_ == nullptr) return;
   auto now = std::chrono::system_clock::now();
-  std::string line =
-      format_ == LogFormat::kJson ? to_json(event, sandbox_id_, now) : to_text(event, now);
-  line += '\n';
-  std::fwrite(line.data(), 1, line.size(), file_);
-  std::fflush(file_);
+  line_.clear();
+  if (format_ == LogFormat::kJson) {
+    int64_t ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+    if (ms != time_ms_) {
+      time_ms_ = ms;
+      time_text_ = utc_timestamp(now);
+    }
+    append_json(line_, event, sandbox_id_, time_text_);
+  } else {
+    line_ = to_text(event, now);
+  }
+  line_ += '\n';
+  std::fwrite(line_.data(), 1, line_.size(), file_);
+  if (flush_each_) std::fflush(file_);
   ++written_;
+}
+
+void EventLog::flush() {
+  if (file_ != nullptr) std::fflush(file_);
+}
+
+namespace {
+
+// Printable ASCII other than '"' and '\\' is written as it is; anything else goes through
+// nlohmann, so escaping and the replacement of invalid UTF-8 stay exactly as they were.
+void put_string(std::string& out, std::string_view s) {
+  bool plain = std::all_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 && u < 0x7f && c != '"' && c != '\\';
+  });
+  if (plain) {
+    out += '"';
+    out += s;
+    out += '"';
+    return;
+  }
+  out += nlohmann::ordered_json(std::string(s))
+             .dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+void put_key(std::string& out, std::string_view key) {
+  out += out.back() == '{' ? "\"" : ",\"";
+  out += key;
+  out += "\":";
+}
+
+void put_optional(std::string& out, std::string_view key, std::string_view value) {
+  if (value.empty()) return;
+  put_key(out, key);
+  put_string(out, value);
+}
+
+}  // namespace
+
+void EventLog::append_json(std::string& out, const Event& e, const std::string& sandbox_id,
+                           std::string_view time_text) {
+  auto number = [&out](std::string_view key, auto value) {
+    put_key(out, key);
+    fmt::format_to(std::back_inserter(out), "{}", value);
+  };
+  out += '{';
+  put_key(out, "time");
+  put_string(out, time_text);
+  put_key(out, "sandbox");
+  put_string(out, sandbox_id);
+  put_key(out, "event");
+  put_string(out, e.event);
+  if (e.id != 0) number("id", e.id);
+  put_key(out, "proto");
+  put_string(out, e.proto);
+  put_key(out, "src");
+  put_string(out, e.src);
+  put_key(out, "dst");
+  put_string(out, e.dst);
+  number("port", e.port);
+  put_key(out, "name");
+  if (e.name.empty()) {
+    out += "null";
+  } else {
+    put_string(out, e.name);
+  }
+  put_key(out, "name_source");
+  put_string(out, e.name_source.empty() ? std::string_view("none") : e.name_source);
+  put_optional(out, "qtype", e.qtype);
+  put_optional(out, "answer", e.answer);
+  put_key(out, "verdict");
+  put_string(out, e.verdict);
+  put_key(out, "rule");
+  if (e.rule.empty()) {
+    out += "null";
+  } else {
+    put_string(out, e.rule);
+  }
+  put_key(out, "reason");
+  put_string(out, e.reason);
+  put_optional(out, "detail", e.detail);
+  put_optional(out, "dialed", e.dialed);
+  if (e.bytes_up) number("bytes_up", *e.bytes_up);
+  if (e.bytes_down) number("bytes_down", *e.bytes_down);
+  if (e.duration_ms) {
+    put_key(out, "duration_ms");
+    out += nlohmann::ordered_json(*e.duration_ms).dump();  // nlohmann's number format, as before
+  }
+  out += '}';
 }
 
 std::string EventLog::to_json(const Event& e, const std::string& sandbox_id,
                               std::chrono::system_clock::time_point time) {
-  nlohmann::ordered_json j;
-  j["time"] = utc_timestamp(time);
-  j["sandbox"] = sandbox_id;
-  j["event"] = e.event;
-  if (e.id != 0) j["id"] = e.id;
-  j["proto"] = e.proto;
-  j["src"] = e.src;
-  j["dst"] = e.dst;
-  j["port"] = e.port;
-  j["name"] = e.name.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(e.name);
-  j["name_source"] = e.name_source.empty() ? "none" : e.name_source;
-  if (!e.qtype.empty()) j["qtype"] = e.qtype;
-  if (!e.answer.empty()) j["answer"] = e.answer;
-  j["verdict"] = e.verdict;
-  j["rule"] = e.rule.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(e.rule);
-  j["reason"] = e.reason;
-  if (!e.detail.empty()) j["detail"] = e.detail;
-  if (!e.dialed.empty()) j["dialed"] = e.dialed;
-  if (e.bytes_up) j["bytes_up"] = *e.bytes_up;
-  if (e.bytes_down) j["bytes_down"] = *e.bytes_down;
-  if (e.duration_ms) j["duration_ms"] = *e.duration_ms;
-  // Names and details can carry bytes from the sandbox: never let invalid UTF-8 throw.
-  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  std::string out;
+  append_json(out, e, sandbox_id, utc_timestamp(time));
+  return out;
 }
 
 std::string EventLog::to_text(const Event& e, std::chrono::system_clock::time_point time) {

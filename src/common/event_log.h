@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace netfence {
 
@@ -62,11 +63,18 @@ class EventLog {
     return file_ != nullptr && (level_ == LogLevel::kAll || !allowed);
   }
   void write(const Event& event);
+  // With flush_each_event(false), write() leaves lines in the stdio buffer and the owner calls
+  // flush() before it acts on the decisions written (the DNS server: before sending a batch of
+  // answers). The destructor flushes.
+  void flush_each_event(bool on) { flush_each_ = on; }
+  void flush();
   uint64_t written() const { return written_; }
 
   // Formats one event (exposed for tests and for docs/log.md examples).
   static std::string to_json(const Event& event, const std::string& sandbox_id,
                              std::chrono::system_clock::time_point time);
+  static void append_json(std::string& out, const Event& event, const std::string& sandbox_id,
+                          std::string_view time_text);
   static std::string to_text(const Event& event, std::chrono::system_clock::time_point time);
 
  private:
@@ -77,6 +85,10 @@ class EventLog {
   std::string sandbox_id_;
   std::string error_;
   uint64_t written_ = 0;
+  bool flush_each_ = true;
+  std::string line_;      // reused for every event
+  int64_t time_ms_ = -1;  // the millisecond time_text_ shows
+  std::string time_text_;
 };
 
 }  // namespace netfence

@@ -524,6 +524,7 @@ void Server::udp_drain(const std::shared_ptr<UdpListener>& listener) {
           break;
       }
     }
+    log_.flush();  // every event of the batch is written before any of its answers leaves
     stats_.send_failures += batch.flush(fd);
     if (received < UdpBatch::kSlots) break;
   }
