@@ -13,6 +13,8 @@ packages=(
   libcap-dev libnftables-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   # run time and the tests' real clients and servers
   nftables iproute2 procps util-linux dnsutils curl openssl python3 netcat-openbsd
+  # the test world's DNS server, and the DNS benchmark's load generator
+  dnsmasq-base dnsperf
 )
 
 sudo=()
