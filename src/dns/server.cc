@@ -1,5 +1,7 @@
 #include "dns/server.h"
 
+#include "common/socket.h"
+
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
@@ -70,19 +72,6 @@ void append_endpoint(std::string& out, const asio::ip::address& address, uint16_
     put_decimal(port);
   }
   out.append(text, static_cast<size_t>(p - text));
-}
-
-std::optional<int> socket_family(int fd, int want_type) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != want_type) {
-    return std::nullopt;
-  }
-  sockaddr_storage ss{};
-  len = sizeof ss;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
-  if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return std::nullopt;
-  return ss.ss_family;
 }
 
 policy::NameCheck fixed(policy::Verdict verdict, policy::Reason reason) {

@@ -11,8 +11,10 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "common/socket.h"
 #include "fmt/format.h"
 #include "gateway/classify.h"
+#include "gateway/endpoint.h"
 #include "wire/http_stream.h"
 
 namespace netfence::gateway {
@@ -27,22 +29,6 @@ using policy::Reason;
 using policy::Verdict;
 
 namespace {
-
-std::string endpoint_text(const policy::IpAddress& address, uint16_t port) {
-  return address.family() == policy::Family::kV6 ? fmt::format("[{}]:{}", address.to_string(), port)
-                                                 : fmt::format("{}:{}", address.to_string(), port);
-}
-
-tcp::endpoint to_endpoint(const policy::IpAddress& a, uint16_t port) {
-  if (a.family() == policy::Family::kV4) {
-    asio::ip::address_v4::bytes_type b;
-    std::copy_n(a.data(), 4, b.begin());
-    return {asio::ip::address_v4(b), port};
-  }
-  asio::ip::address_v6::bytes_type b;
-  std::copy_n(a.data(), 16, b.begin());
-  return {asio::ip::address_v6(b), port};
-}
 
 Decision gateway_denial(std::string reason, std::string detail) {
   // Reasons the gateway adds to the policy's own (docs/log.md): carried in `detail`'s prefix
@@ -121,17 +107,11 @@ Gateway::Gateway(asio::any_io_executor executor, const policy::Policy& policy,
       options_(std::move(options)) {}
 
 Result<void> Gateway::serve(UniqueFd listener) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  sockaddr_storage ss{};
-  socklen_t ss_len = sizeof ss;
-  if (getsockopt(listener.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
-      getsockname(listener.get(), reinterpret_cast<sockaddr*>(&ss), &ss_len) != 0) {
-    return fail("gateway: the listener is not a stream socket");
-  }
+  auto family = socket_family(listener.get(), SOCK_STREAM);
+  if (!family) return fail("gateway: the listener is not a stream socket");
   auto acceptor = std::make_shared<tcp::acceptor>(executor_);
   asio::error_code ec;
-  acceptor->assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), listener.get(), ec);
+  acceptor->assign(*family == AF_INET6 ? tcp::v6() : tcp::v4(), listener.get(), ec);
   if (ec) return fail("gateway: cannot adopt the listener: " + ec.message());
   listener.release();
   acceptors_.push_back(acceptor);
@@ -162,8 +142,7 @@ asio::awaitable<void> Gateway::accept_loop(std::shared_ptr<tcp::acceptor> accept
   }
 }
 
-void Gateway::log_event(const Connection& c, std::string_view event, const Decision& d) {
-  if (!log_.wants(d.allowed())) return;
+Event Gateway::base_event(const Connection& c, std::string_view event) const {
   Event e;
   e.event = std::string(event);
   e.id = c.id;
@@ -173,12 +152,18 @@ void Gateway::log_event(const Connection& c, std::string_view event, const Decis
   e.port = c.dst.port;
   e.name = c.name;
   e.name_source = c.name_source;
+  e.dialed = c.dialed;
+  return e;
+}
+
+void Gateway::log_event(const Connection& c, std::string_view event, const Decision& d) {
+  if (!log_.wants(d.allowed())) return;
+  Event e = base_event(c, event);
   e.verdict = std::string(policy::to_string(d.verdict));
   e.rule = c.reason_override.empty() ? d.rule : "";
   e.reason =
       c.reason_override.empty() ? std::string(policy::to_string(d.reason)) : c.reason_override;
   e.detail = d.detail;
-  e.dialed = c.dialed;
   log_.write(e);
 }
 
@@ -186,21 +171,13 @@ void Gateway::log_close(const Connection& c, const RelayResult& r, std::string_v
   stats_.bytes_up += r.bytes_up;
   stats_.bytes_down += r.bytes_down;
   if (!log_.wants(true)) return;
-  Event e;
-  e.event = "close";
-  e.id = c.id;
-  e.proto = "tcp";
-  e.src = c.src;
-  e.dst = c.dst.address.to_string();
-  e.port = c.dst.port;
-  e.name = c.name;
-  e.name_source = c.name_source;
+  Event e = base_event(c, "close");
   e.verdict = "allow";
-  e.reason = problem.empty() ? (r.idle_timeout ? "idle_timeout"
-                                : r.reset      ? "reset"
-                                               : "eof")
-                             : std::string(problem);
-  e.dialed = c.dialed;
+  e.reason = !problem.empty() ? std::string(problem)
+             : r.cut          ? "inspect_denied"
+             : r.idle_timeout ? "idle_timeout"
+             : r.reset        ? "reset"
+                              : "eof";
   e.bytes_up = r.bytes_up;
   e.bytes_down = r.bytes_down;
   e.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - c.start).count();
@@ -341,9 +318,9 @@ asio::awaitable<Result<tcp::socket>> Gateway::dial(const policy::IpAddress& addr
   asio::steady_timer timer(executor_, Clock::now() + options_.connect_timeout);
   asio::error_code ec;
   asio::error_code timer_ec;
-  auto done = co_await (
-      socket.async_connect(to_endpoint(address, port), redirect_error(use_awaitable, ec)) ||
-      timer.async_wait(redirect_error(use_awaitable, timer_ec)));
+  auto done = co_await (socket.async_connect(to_endpoint<tcp::endpoint>(address, port),
+                                             redirect_error(use_awaitable, ec)) ||
+                        timer.async_wait(redirect_error(use_awaitable, timer_ec)));
   if (done.index() == 1) {
     co_return fail(fmt::format("connecting to {} timed out after {} ms",
                                endpoint_text(address, port), options_.connect_timeout.count()));

@@ -109,6 +109,7 @@ class Gateway {
   asio::awaitable<bool> inspect_inline(Connection& c, asio::ip::tcp::socket& server);
   UpstreamFilter http_filter(Connection& c);
   void refuse(Connection& c, std::string_view event, const policy::Decision& d);
+  Event base_event(const Connection& c, std::string_view event) const;
   void log_event(const Connection& c, std::string_view event, const policy::Decision& d);
   void log_close(const Connection& c, const RelayResult& r, std::string_view problem);
 

@@ -7,7 +7,9 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include "common/socket.h"
 #include "fmt/format.h"
+#include "gateway/endpoint.h"
 
 namespace netfence::gateway {
 
@@ -36,17 +38,6 @@ std::string endpoint_text(const udp::endpoint& e) {
                              : fmt::format("{}:{}", e.address().to_string(), e.port());
 }
 
-udp::endpoint to_endpoint(const policy::IpAddress& a, uint16_t port) {
-  if (a.family() == policy::Family::kV4) {
-    asio::ip::address_v4::bytes_type b;
-    std::copy_n(a.data(), 4, b.begin());
-    return {asio::ip::address_v4(b), port};
-  }
-  asio::ip::address_v6::bytes_type b;
-  std::copy_n(a.data(), 16, b.begin());
-  return {asio::ip::address_v6(b), port};
-}
-
 sockaddr_storage to_storage(const udp::endpoint& e) {
   sockaddr_storage ss{};
   std::memcpy(&ss, e.data(), std::min<size_t>(e.size(), sizeof ss));
@@ -64,17 +55,11 @@ UdpRelay::UdpRelay(asio::any_io_executor executor, const policy::Policy& policy,
       idle_timeout_(idle_timeout) {}
 
 Result<void> UdpRelay::serve(UniqueFd fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  int type = 0;
-  socklen_t type_len = sizeof type;
-  if (getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 || type != SOCK_DGRAM ||
-      getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    return fail("udp relay: the listener is not a bound datagram socket");
-  }
+  auto family = socket_family(fd.get(), SOCK_DGRAM);
+  if (!family) return fail("udp relay: the listener is not a bound datagram socket");
   auto listener = std::make_shared<udp::socket>(executor_);
   asio::error_code ec;
-  listener->assign(ss.ss_family == AF_INET6 ? udp::v6() : udp::v4(), fd.get(), ec);
+  listener->assign(*family == AF_INET6 ? udp::v6() : udp::v4(), fd.get(), ec);
   if (ec) return fail("udp relay: cannot adopt the listener: " + ec.message());
   fd.release();
   listener->non_blocking(true, ec);
@@ -137,7 +122,7 @@ std::shared_ptr<UdpRelay::Flow> UdpRelay::open_flow(const udp::socket& listener,
   }
   if (d.allowed()) {
     auto upstream = std::make_shared<udp::socket>(executor_);
-    udp::endpoint target = to_endpoint(flow->dst.address, flow->dst.port);
+    udp::endpoint target = to_endpoint<udp::endpoint>(flow->dst.address, flow->dst.port);
     upstream->open(target.protocol(), ec);
     if (!ec) upstream->connect(target, ec);
     if (!ec) upstream->non_blocking(true, ec);
