@@ -1,11 +1,13 @@
 #include "cli/run_command.h"
 
 #include <ifaddrs.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -140,6 +142,14 @@ int RunCommand::run(std::vector<std::string> argv) const {
   udp_allow_sets(pol, options);
   auto box = sandbox::Sandbox::start(options);
   if (!box) return setup_failed(box.error().message);
+  // Defence in depth for the gateway, which acts from the host's network namespace: the
+  // command shares our pid namespace, and ptrace or /proc/PID/mem of netfence is already refused
+  // (it lacks CAP_SYS_PTRACE across the user-namespace boundary, or our capabilities as root);
+  // non-dumpable also refuses it to any other same-uid process. Only now: the child had to be
+  // dumpable to write its own uid maps.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    return setup_failed(std::string("cannot make netfence non-dumpable: ") + std::strerror(errno));
+  }
 
   if (pol.disabled()) {
     if (auto released = box->release(); !released) {

@@ -182,6 +182,46 @@ else
   out=$(in_host $NOBODY "$nf_bin" run --network disabled -- sh -c 'ip -o link | cut -d: -f2 | tr -d " "' 2>&1)
   check_eq "unprivileged: disabled mode has only lo" "$out" "lo"
   check_eq "unprivileged: no process left in the host namespace" "$(ip netns pids "$W_HOST")" ""
+  # Same uid as netfence here: only netfence being non-dumpable stops a ptrace of the gateway.
+  out=$(in_host $NOBODY "$nf_bin" run -- python3 -c '
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+print("ptrace=" + ("ok" if libc.ptrace(16, os.getppid(), 0, 0) == 0 else "denied"))
+try:
+    open(f"/proc/{os.getppid()}/mem", "rb").read(1); print("mem=ok")
+except OSError:
+    print("mem=denied")' 2>&1)
+  check_has "unprivileged: the command cannot ptrace netfence" "$out" "ptrace=denied"
+  check_has "unprivileged: the command cannot read netfence's memory" "$out" "mem=denied"
 fi
+
+# --- The workload cannot loosen its own confinement (issue 6) ----------------------------------
+# netfence (the command's parent, in the host namespace) cannot be traced or written through
+# /proc; raw/packet sockets, entering other namespaces and unsharing the network all fail.
+out=$(nf -- python3 -c '
+import ctypes, os, socket
+ppid = os.getppid()
+libc = ctypes.CDLL(None, use_errno=True)
+print("ptrace=" + ("ok" if libc.ptrace(16, ppid, 0, 0) == 0 else "denied"))  # PTRACE_ATTACH
+try:
+    open(f"/proc/{ppid}/mem", "rb").read(1); print("mem=ok")
+except OSError:
+    print("mem=denied")
+for name, args in (("packet", (socket.AF_PACKET, socket.SOCK_RAW, 0)),
+                   ("raw", (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP))):
+    try:
+        socket.socket(*args); print(name + "=ok")
+    except OSError:
+        print(name + "=denied")
+try:
+    fd = os.open("/proc/1/ns/net", os.O_RDONLY)
+    print("setns=" + ("ok" if libc.setns(fd, 0x40000000) == 0 else "denied"))  # CLONE_NEWNET
+except OSError:
+    print("setns=denied")
+print("unshare=" + ("ok" if libc.unshare(0x40000000) == 0 else "denied"))
+' 2>&1)
+for what in ptrace mem packet raw setns unshare; do
+  check_has "confinement: $what from inside fails" "$out" "$what=denied"
+done
 
 finish run_lifecycle
