@@ -30,14 +30,12 @@ using policy::Verdict;
 
 namespace {
 
-Decision gateway_denial(std::string reason, std::string detail) {
-  // Reasons the gateway adds to the policy's own (docs/log.md): carried in `detail`'s prefix
-  // position by the log writer through Decision::rule being empty and the reason override.
+// A denial the policy did not make (the connection could not be judged); callers set the
+// connection's reason_override, which the log shows instead of the policy reason.
+Decision gateway_denial(std::string detail) {
   Decision d;
   d.verdict = Verdict::kDeny;
-  d.reason = Reason::kNoMatch;
   d.detail = std::move(detail);
-  d.rule = std::move(reason);  // replaced in log_event: see Connection::reason_override
   return d;
 }
 
@@ -226,8 +224,7 @@ asio::awaitable<void> Gateway::handle(tcp::socket socket) {
   if (!dst || !dst->redirected) {
     c.reason_override = dst ? "not_redirected" : "no_original_destination";
     refuse(c, "connect",
-           gateway_denial(c.reason_override,
-                          dst ? "a connection to the gateway's own listener is not a destination"
+           gateway_denial(dst ? "a connection to the gateway's own listener is not a destination"
                               : dst.error().message));
     co_return;
   }
@@ -235,10 +232,9 @@ asio::awaitable<void> Gateway::handle(tcp::socket socket) {
   c.dst_text = endpoint_text(c.dst.address, c.dst.port);
   if (stats_.active >= options_.max_connections) {
     c.reason_override = "too_many_connections";
-    refuse(
-        c, "connect",
-        gateway_denial(c.reason_override, fmt::format("over the limit of {} concurrent connections",
-                                                      options_.max_connections)));
+    refuse(c, "connect",
+           gateway_denial(fmt::format("over the limit of {} concurrent connections",
+                                      options_.max_connections)));
     co_return;
   }
   ++stats_.active;
