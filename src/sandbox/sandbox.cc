@@ -46,6 +46,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/netlink.h>
 #include <linux/securebits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -53,7 +54,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/capability.h>
-#include <linux/netlink.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -638,6 +638,11 @@ Result<Sandbox> Sandbox::start(const Options& options) {
   plan.control = child_end.get();
   plan.parent_control = parent_end.get();
 
+  // Orphans of the command are reparented to us rather than to init: we reap them (see
+  // reap_orphans) and know, when none are left, that nothing of the sandbox still runs.
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+    return fail("cannot become the sandbox's subreaper: " + errno_text(errno));
+  }
   sigset_t all;
   sigset_t previous;
   sigfillset(&all);
@@ -699,7 +704,7 @@ void Sandbox::kill_and_reap() {
     }
     pid_ = -1;
   }
-  kill_remaining();
+  if (netns_inode_ != 0 && reap_orphans() != OrphanState::kNone) kill_and_reap_remaining();
   netns_device_ = 0;
   netns_inode_ = 0;
 }
@@ -789,7 +794,10 @@ void Sandbox::reap_after(int status) {
   pid_ = -1;
   pidfd_.reset();
   control_.reset();
-  kill_remaining();
+  // We are the sandbox's subreaper: every living descendant of the command is our child or a
+  // descendant of one. With no children left, nothing of the sandbox can still run and the scan
+  // of /proc (a stat and a pidfd per process on the machine) is skipped.
+  if (reap_orphans() != OrphanState::kNone) kill_and_reap_remaining();
   // The namespace may be gone once its processes and listener sockets are; its inode number can
   // then be reused by a new namespace, which later scans must not mistake for ours.
   netns_device_ = 0;
@@ -819,6 +827,29 @@ Result<std::optional<int>> Sandbox::try_wait() {
   if (reaped == 0) return std::optional<int>();
   reap_after(status);
   return std::optional<int>(*exit_code_);
+}
+
+Sandbox::OrphanState Sandbox::reap_orphans() {
+  for (;;) {
+    siginfo_t info{};
+    // Peek first: the command itself is reaped only by wait()/try_wait(), which report its code.
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+      if (errno == EINTR) continue;
+      return errno == ECHILD ? OrphanState::kNone : OrphanState::kSome;
+    }
+    if (info.si_pid == 0) return OrphanState::kSome;  // children, none exited
+    if (info.si_pid == pid_) return OrphanState::kSome;
+    int status;
+    while (::waitpid(info.si_pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+void Sandbox::kill_and_reap_remaining() {
+  if (kill_remaining() == 0) return;
+  // What was killed was (almost always) adopted by us: reap it, briefly, so that no zombie is
+  // left for the rest of our life. A process stuck in the kernel is left to init when we exit.
+  for (int i = 0; i < 200 && reap_orphans() != OrphanState::kNone; ++i) ::usleep(1000);
 }
 
 int Sandbox::kill_remaining() {

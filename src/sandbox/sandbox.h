@@ -140,11 +140,19 @@ class Sandbox {
   // themselves undumpable are invisible to an unprivileged caller (docs/sandbox.md).
   int kill_remaining();
 
+  // netfence is the subreaper of the sandbox (PR_SET_CHILD_SUBREAPER, set by start()): processes
+  // the command leaves behind become its children when their parent exits. Reaps those that have
+  // exited (never the command itself) and says whether any children remain: kNone means no
+  // process of the sandbox can still be running. Call it when SIGCHLD arrives.
+  enum class OrphanState { kNone, kSome };
+  OrphanState reap_orphans();
+
  private:
   Sandbox(pid_t pid, UniqueFd pidfd, UniqueFd control);
   Result<void> await_ready(std::chrono::milliseconds timeout, bool expect_listeners);
   void reap_after(int status);
   void kill_and_reap();
+  void kill_and_reap_remaining();
 
   pid_t pid_ = -1;
   UniqueFd pidfd_;

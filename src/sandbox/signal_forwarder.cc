@@ -15,7 +15,7 @@ namespace {
 sigset_t forwarded_signals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, signal);
+  for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) sigaddset(&set, signal);
   return set;
 }
 
@@ -61,6 +61,12 @@ Result<int> SignalForwarder::forward_pending(Sandbox& sandbox) {
       return fail(std::string("cannot read the signalfd: ") + std::strerror(errno));
     }
     if (n != static_cast<ssize_t>(sizeof info)) return fail("short read from the signalfd");
+    if (info.ssi_signo == SIGCHLD) {
+      // An orphan of the command (reparented to us, the subreaper) exited: reap it now so that
+      // daemonising workloads do not pile up zombies. The command is left to wait().
+      sandbox.reap_orphans();
+      continue;
+    }
     if (info.ssi_code == SI_KERNEL) continue;
     if (sandbox.send_signal(static_cast<int>(info.ssi_signo))) ++forwarded;
   }

@@ -1,6 +1,7 @@
 // Forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT from netfence to the sandboxed command, so that
 // `kill <netfence>` or a supervisor's SIGTERM reaches the command and netfence exits with the
-// command's code instead of dying first.
+// command's code instead of dying first. SIGCHLD is read through the same signalfd: it reaps
+// the command's orphans (netfence is the sandbox's subreaper).
 #pragma once
 
 #include <signal.h>
@@ -13,8 +14,8 @@ namespace netfence::sandbox {
 
 class SignalForwarder {
  public:
-  // Blocks the four signals in the calling thread and opens a non-blocking signalfd for them.
-  // Threads created afterwards inherit the mask, so create the forwarder before any thread (a
+  // Blocks the four signals and SIGCHLD in the calling thread and opens a non-blocking signalfd for
+  // them. Threads created afterwards inherit the mask, so create the forwarder before any thread (a
   // thread without the mask would take the default action: netfence dies, and the command with
   // it through PR_SET_PDEATHSIG). Fails if the signalfd cannot be created (mask left unchanged).
   static Result<SignalForwarder> create();
@@ -29,10 +30,11 @@ class SignalForwarder {
   // Readable when one of the signals is pending (for an event loop). Owned by the forwarder.
   int fd() const { return fd_.get(); }
 
-  // Reads every pending signal and sends it to the command. A signal the kernel raised for the
-  // terminal (Ctrl-C, Ctrl-\, hangup: si_code SI_KERNEL) is not sent again: the command is in our
-  // process group and received it from the terminal already. Returns the number of signals
-  // forwarded; fails if reading the signalfd fails (sending to an exited command is ignored).
+  // Reads every pending signal and sends it to the command (SIGCHLD: reaps exited orphans). A
+  // signal the kernel raised for the terminal (Ctrl-C, Ctrl-\, hangup: si_code SI_KERNEL) is not
+  // sent again: the command is in our process group and received it from the terminal already.
+  // Returns the number of signals forwarded; fails if reading the signalfd fails (sending to an
+  // exited command is ignored).
   Result<int> forward_pending(Sandbox& sandbox);
 
  private:

@@ -786,18 +786,51 @@ TEST_F(SandboxTest, ForwarderPassesOurSigtermToTheCommand) {
   EXPECT_EQ(capture.drain(), "got-term\n");
 }
 
-TEST_F(SandboxTest, LeftoverProcessesAreKilledWhenTheCommandExits) {
-  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  // so the orphan is ours to reap and check
+TEST_F(SandboxTest, LeftoverProcessesAreKilledAndReapedWhenTheCommandExits) {
   Capture capture;
   Sandbox sandbox = start_or_die(
       make_options(NetworkMode::kEnabled, {"sh", "-c", "sleep 30 & echo $!"}, &capture, false));
   ASSERT_TRUE(sandbox.release());
   EXPECT_EQ(sandbox.wait().value(), 0);
   pid_t orphan = std::stoi(capture.drain());
-  int status = 0;
-  ASSERT_EQ(::waitpid(orphan, &status, 0), orphan);
-  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  // Killed (a running sleep or a zombie would still answer kill(pid, 0)) and reaped by us.
+  EXPECT_NE(::kill(orphan, 0), 0);
+  EXPECT_EQ(errno, ESRCH);
+}
+
+TEST_F(SandboxTest, OrphansAreAdoptedAndReapedThroughTheForwarder) {
+  auto forwarder = SignalForwarder::create();
+  ASSERT_TRUE(forwarder) << forwarder.error().message;
+  Capture capture;
+  Sandbox sandbox = start_or_die(make_options(
+      NetworkMode::kEnabled, {"sh", "-c", "(sleep 0.3 & echo $!); sleep 5"}, &capture, false));
+  ASSERT_TRUE(sandbox.release());
+  pid_t orphan = std::stoi(read_some(capture.read_end.get(), 5000));
+  // Its parent (the subshell) has exited: the orphan is ours, not init's.
+  std::string stat;
+  for (int i = 0; i < 100; ++i) {
+    std::ifstream file("/proc/" + std::to_string(orphan) + "/stat");
+    std::getline(file, stat);
+    // "pid (comm) state ppid ..."
+    auto fields = stat.substr(stat.rfind(')') + 2);
+    if (std::stoi(fields.substr(2)) == ::getpid()) break;
+    ::usleep(10'000);
+  }
+  auto fields = stat.substr(stat.rfind(')') + 2);
+  EXPECT_EQ(std::stoi(fields.substr(2)), ::getpid()) << stat;
+  // Once it exits, the forwarder reaps it while the command still runs (a zombie would still
+  // answer kill(pid, 0)).
+  bool reaped = false;
+  for (int i = 0; i < 100 && !reaped; ++i) {
+    pollfd p{forwarder->fd(), POLLIN, 0};
+    ::poll(&p, 1, 100);
+    ASSERT_TRUE(forwarder->forward_pending(sandbox));
+    reaped = ::kill(orphan, 0) != 0 && errno == ESRCH;
+  }
+  EXPECT_TRUE(reaped);
+  EXPECT_FALSE(sandbox.try_wait().value().has_value());  // the command was not reaped with it
+  ASSERT_TRUE(sandbox.send_signal(SIGKILL));
+  EXPECT_EQ(sandbox.wait().value(), 128 + SIGKILL);
 }
 
 TEST_F(SandboxTest, CommandDiesWithNetfence) {
