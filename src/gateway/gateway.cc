@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -102,7 +103,11 @@ Gateway::Gateway(asio::any_io_executor executor, const policy::Policy& policy,
       resolver_(resolver),
       learned_(learned),
       log_(log),
-      options_(std::move(options)) {}
+      options_(std::move(options)) {
+  // splice(2) into a socket the peer has reset raises SIGPIPE (it has no MSG_NOSIGNAL); the
+  // relay handles EPIPE itself. The sandbox child resets every disposition before exec.
+  ::signal(SIGPIPE, SIG_IGN);
+}
 
 Result<void> Gateway::serve(UniqueFd listener) {
   auto family = socket_family(listener.get(), SOCK_STREAM);

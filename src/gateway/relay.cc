@@ -1,5 +1,6 @@
 #include "gateway/relay.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <asio/experimental/awaitable_operators.hpp>
@@ -16,6 +17,29 @@ using asio::use_awaitable;
 using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 using asio::ip::tcp;
+
+namespace {
+constexpr int kPipeSize = 1024 * 1024;  // the default pipe-max-size: 256 pages per splice
+}  // namespace
+
+std::optional<SplicePipe> BufferPool::take_pipe() {
+  if (!state_->splice_works) return std::nullopt;
+  if (!state_->free_pipes.empty()) {
+    SplicePipe pipe = std::move(state_->free_pipes.back());
+    state_->free_pipes.pop_back();
+    return pipe;
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return std::nullopt;  // e.g. EMFILE: copy
+  SplicePipe pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+  // Best effort: over the per-user pipe budget the kernel keeps the default 64 KiB.
+  ::fcntl(pipe.write_end.get(), F_SETPIPE_SZ, kPipeSize);
+  return pipe;
+}
+
+void BufferPool::give_back(SplicePipe pipe) {
+  if (state_->free_pipes.size() < state_->keep) state_->free_pipes.push_back(std::move(pipe));
+}
 
 BufferPool::Lease BufferPool::take() {
   if (state_->free.empty()) return Lease(state_, std::make_unique<std::byte[]>(state_->size));
@@ -46,13 +70,72 @@ struct Shared {
   bool cut = false;
 };
 
-// One direction: wait readable (no buffer held), read what is there, write it all.
+enum class Spliced { kMoved, kNothing, kEof, kUnsupported, kFailed };
+
+// Moves what `from` has (up to a pipe's worth) through a pipe to `to`, waiting for `to` to take
+// it all. kNothing: `from` had nothing after all; kUnsupported: the kernel cannot splice these
+// (nothing was moved: copy instead).
+asio::awaitable<Spliced> splice_once(tcp::socket& from, tcp::socket& to, BufferPool& pool,
+                                     uint64_t& count) {
+  std::optional<SplicePipe> pipe = pool.take_pipe();
+  if (!pipe) co_return Spliced::kUnsupported;
+  ssize_t in = ::splice(from.native_handle(), nullptr, pipe->write_end.get(), nullptr, kPipeSize,
+                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  if (in < 0) {
+    int error = errno;
+    pool.give_back(std::move(*pipe));
+    if (error == EAGAIN || error == EINTR) co_return Spliced::kNothing;
+    if (error == EINVAL || error == ENOSYS || error == EOPNOTSUPP) {
+      pool.splice_failed();
+      co_return Spliced::kUnsupported;
+    }
+    co_return Spliced::kFailed;
+  }
+  if (in == 0) {
+    pool.give_back(std::move(*pipe));
+    co_return Spliced::kEof;
+  }
+  size_t left = static_cast<size_t>(in);
+  asio::error_code ec;
+  while (left > 0) {
+    ssize_t out = ::splice(pipe->read_end.get(), nullptr, to.native_handle(), nullptr, left,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (out > 0) {
+      left -= static_cast<size_t>(out);
+      continue;
+    }
+    if (out < 0 && (errno == EAGAIN || errno == EINTR)) {
+      co_await to.async_wait(tcp::socket::wait_write, redirect_error(use_awaitable, ec));
+      if (!ec) continue;
+    }
+    co_return Spliced::kFailed;  // the pipe still holds bytes: dropped, not given back
+  }
+  pool.give_back(std::move(*pipe));
+  count += static_cast<uint64_t>(in);
+  co_return Spliced::kMoved;
+}
+
+// One direction: wait readable (nothing held), move what is there, write it all.
 asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool, uint64_t& count,
                            Shared& shared) {
   asio::error_code ec;
   while (true) {
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
     if (ec) break;
+    if (pool.splice_works()) {
+      Spliced moved = co_await splice_once(from, to, pool, count);
+      if (moved == Spliced::kMoved) {
+        shared.last_activity = Clock::now();
+        continue;
+      }
+      if (moved == Spliced::kNothing) continue;
+      if (moved == Spliced::kEof) {
+        to.shutdown(tcp::socket::shutdown_send, ec);
+        co_return;
+      }
+      if (moved == Spliced::kFailed) break;
+      // kUnsupported: copy this time (and from now on, if the kernel refused the splice).
+    }
     BufferPool::Lease buffer = pool.take();
     size_t n = from.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) continue;

@@ -4,10 +4,15 @@
 // timeout over the whole connection.
 //
 // Memory: a direction holds a buffer only while bytes are in flight. It waits for readability
-// without one, then borrows a buffer from the pool, reads what is there (non-blocking), writes
-// it all, and returns the buffer. An idle connection costs its sockets and coroutine frames,
-// not 2 x 64 KiB, so thousands of idle connections stay cheap (SPEC 2.3: large buffers, splice
-// only where it measurably wins; on loopback it did not).
+// without one, then borrows a pipe (or a buffer) from the pool, moves what is there
+// (non-blocking), writes it all, and returns it. An idle connection costs its sockets and
+// coroutine frames, not 2 x 64 KiB, so thousands of idle connections stay cheap.
+//
+// Unfiltered directions splice (socket -> pipe -> socket, 1 MiB pipes): the bytes are moved as
+// page references instead of being copied into and out of user space, which halves the copies
+// per byte; on the 2-core benchmark machine that took single-stream iperf3 through netfence
+// from 0.44x to ~0.8x of direct (docs/benchmarks.md). Filtered directions (HTTP heads judged as
+// they pass) copy, since they must see the bytes.
 #pragma once
 
 #include <asio/awaitable.hpp>
@@ -21,18 +26,29 @@
 #include <span>
 #include <vector>
 
+#include "common/fd.h"
+
 namespace netfence::gateway {
+
+// A pipe for splice(2): bytes move socket -> pipe -> socket as page references, never copied
+// through user space. Borrowed like a buffer, only while bytes are in flight; empty when idle.
+struct SplicePipe {
+  UniqueFd read_end;
+  UniqueFd write_end;
+};
 
 class BufferPool {
   struct State {
     size_t size;
     size_t keep;
     std::vector<std::unique_ptr<std::byte[]>> free;
+    std::vector<SplicePipe> free_pipes;
+    bool splice_works = true;  // cleared when the kernel refuses to create or splice pipes
   };
 
  public:
   explicit BufferPool(size_t buffer_size = 64 * 1024, size_t keep = 64)
-      : state_(std::make_shared<State>(State{buffer_size, keep, {}})) {}
+      : state_(std::make_shared<State>(State{buffer_size, keep, {}, {}, true})) {}
 
   // A borrowed buffer. It keeps the pool's free list alive, so a lease that outlives the pool
   // (a coroutine frame destroyed with the io_context after the gateway) is still safe.
@@ -57,6 +73,13 @@ class BufferPool {
 
   Lease take();
   size_t buffer_size() const { return state_->size; }
+
+  // A pipe sized for large splices (nullopt: none can be made; relay by copying instead).
+  // Give it back with give_back() only when it is empty; a pipe still holding bytes is dropped.
+  std::optional<SplicePipe> take_pipe();
+  void give_back(SplicePipe pipe);
+  bool splice_works() const { return state_->splice_works; }
+  void splice_failed() { state_->splice_works = false; }
 
  private:
   std::shared_ptr<State> state_;

@@ -10,8 +10,10 @@
 #include "gateway/gateway.h"
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 #include <string>
 #include <thread>
@@ -159,6 +161,43 @@ TEST_F(GatewayTest, ServerResetReachesTheClient) {
   EXPECT_EQ(field(close_event, "reason"), "reset");
   EXPECT_EQ(number(close_event, "bytes_up"), 4u);
   EXPECT_EQ(number(close_event, "bytes_down"), 4u);
+}
+
+// The relay splices; splice(2) into a reset socket raises SIGPIPE, which would kill this test
+// binary (and netfence) if the gateway did not ignore it.
+TEST_F(GatewayTest, ServerResettingDuringAnUploadEndsTheConnectionNotTheProcess) {
+  ::signal(SIGPIPE, SIG_DFL);  // as a fresh process has it; the gateway must set it aside
+  Server server = listen_on("127.0.0.2");
+  ASSERT_NO_FATAL_FAILURE(start({"127.0.0.2"}));
+  // Which relay direction meets the reset first is a race (the one that does not gets EPIPE, and
+  // SIGPIPE): repeat so that both orders occur.
+  for (int round = 0; round < 20; ++round) {
+    Client c = connect(destination("127.0.0.2", server.port));
+    UniqueFd s = server.accept();
+    ASSERT_TRUE(s);
+    std::atomic<bool> stop{false};
+    std::thread uploader([&] {
+      const std::string chunk = pattern(1 << 20, 3);
+      while (!stop && test::write_all(c.fd.get(), chunk)) {
+      }
+    });
+    char some[65536];
+    ASSERT_GT(::read(s.get(), some, sizeof some), 0);
+    if (round % 2 == 0) {
+      ::shutdown(s.get(), SHUT_WR);  // FIN first, then the reset of closing with unread bytes
+      ::usleep(1000);
+    } else {
+      linger hard{1, 0};
+      ASSERT_EQ(::setsockopt(s.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard), 0);
+    }
+    s.reset();  // RST while the relay is moving the client's bytes
+    Json close_event = wait_event(c, "close");
+    stop = true;
+    ::shutdown(c.fd.get(), SHUT_RDWR);
+    uploader.join();
+    EXPECT_EQ(field(close_event, "reason"), "reset");
+    EXPECT_GT(number(close_event, "bytes_up").value_or(0), 0u);
+  }
 }
 
 TEST_F(GatewayTest, IdleConnectionIsResetAfterIdleTimeout) {
