@@ -1,6 +1,7 @@
 // netfence command line: subcommands and their output. Exit codes: 0 success (check: all
-// targets allowed), 1 check found a denied target, 2 bad usage or a bad policy; `run` will use
-// the command's code and 125/126/127 for its own failures (SPEC 1.7).
+// targets allowed), 1 check found a denied target (selftest: a probe got through), 2 bad usage
+// or a bad policy; `run` uses the command's code and 125/126/127 for its own failures (SPEC
+// 1.7), as does selftest when its sandbox cannot start.
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include "cli/dns_command.h"
 #include "cli/options.h"
 #include "cli/run_command.h"
+#include "cli/selftest_command.h"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 
@@ -82,6 +84,16 @@ int main_impl(int argc, char** argv) {
       "dns", "Serve the DNS sinkhole/forwarder on its own (UDP and TCP) until SIGINT/SIGTERM");
   dns_command.add_to(*dns);
 
+  SelftestCommand selftest_command;
+  CLI::App* selftest = app.add_subcommand(
+      "selftest", "Start a sandbox under the policy and try, from inside, the known escapes");
+  selftest_command.add_to(*selftest);
+  ProbeCommand probe_command;
+  // Hidden (empty group): what `selftest` runs inside its sandbox.
+  CLI::App* probe =
+      app.add_subcommand("selftest-probe", "Run selftest probes from here (internal)")->group("");
+  probe_command.add_to(*probe);
+
   // Everything after the first "--" is the command, verbatim: CLI11 must not read its flags.
   int split = argc;
   for (int i = 1; i < argc; ++i) {
@@ -98,6 +110,15 @@ int main_impl(int argc, char** argv) {
   }
   if (check->parsed()) return run_check(check_flags, targets, json);
   if (dns->parsed()) return dns_command.run();
+  if (selftest->parsed() || probe->parsed()) {
+    if (split < argc) {
+      std::fprintf(stderr, "netfence: %s takes no command (nothing after --)\n",
+                   selftest->parsed() ? "selftest" : "selftest-probe");
+      return kExitUsage;
+    }
+  }
+  if (selftest->parsed()) return selftest_command.execute();
+  if (probe->parsed()) return probe_command.execute();
   if (run->parsed()) {
     for (int i = split + 1; i < argc; ++i) command.emplace_back(argv[i]);
     return run_command.run(std::move(command));

@@ -28,20 +28,6 @@ namespace {
 
 constexpr int kExitSetup = sandbox::kExitSetupFailed;
 
-// The host's own addresses join the always-deny set: a sandbox must not reach services that
-// listen on the host (SPEC 1.4).
-std::vector<policy::IpAddress> host_addresses() {
-  std::vector<policy::IpAddress> out;
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return out;
-  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
-    if (i->ifa_addr == nullptr) continue;
-    if (auto a = policy::IpAddress::from_sockaddr(i->ifa_addr)) out.push_back(*a);
-  }
-  freeifaddrs(list);
-  return out;
-}
-
 Result<gateway::Destination> destination_of(const sockaddr_storage& original);
 
 Result<gateway::Destination> lookup_destination(int fd) {
@@ -91,6 +77,20 @@ int setup_failed(const std::string& message) {
 
 }  // namespace
 
+// The host's own addresses join the always-deny set: a sandbox must not reach services that
+// listen on the host (SPEC 1.4).
+std::vector<policy::IpAddress> host_addresses() {
+  std::vector<policy::IpAddress> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    if (auto a = policy::IpAddress::from_sockaddr(i->ifa_addr)) out.push_back(*a);
+  }
+  freeifaddrs(list);
+  return out;
+}
+
 void RunCommand::add_to(CLI::App& app) {
   policy.add_to(app, /*with_network=*/true);
   log.add_to(app);
@@ -139,6 +139,7 @@ int RunCommand::run(std::vector<std::string> argv) const {
   sandbox::Options options;
   options.mode = pol.disabled() ? sandbox::NetworkMode::kDisabled : sandbox::NetworkMode::kEnabled;
   options.argv = std::move(argv);
+  options.stdio = stdio;
   udp_allow_sets(pol, options);
   auto box = sandbox::Sandbox::start(options);
   if (!box) return setup_failed(box.error().message);
