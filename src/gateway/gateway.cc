@@ -198,8 +198,11 @@ void Gateway::refuse(Connection& c, std::string_view event, const Decision& d) {
   } else if (c.kind == Classified::Kind::kHttp) {
     std::string target = c.name.empty() ? c.dst_text : fmt::format("{}:{}", c.name, c.dst.port);
     bool fixable = d.reason == Reason::kNoMatch || d.reason == Reason::kWrongPort;
-    std::string response = http_forbidden(
-        target, reason, d.detail, fixable ? suggestion(c.name, c.dst.address, c.dst.port) : "");
+    // A failed dial was allowed: the network, not the policy, said no.
+    std::string response =
+        dial_failed ? http_bad_gateway(target, d.detail)
+                    : http_forbidden(target, reason, d.detail,
+                                     fixable ? suggestion(c.name, c.dst.address, c.dst.port) : "");
     c.client.non_blocking(true, ec);
     c.client.write_some(asio::buffer(response), ec);
     c.client.shutdown(tcp::socket::shutdown_send, ec);
