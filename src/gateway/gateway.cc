@@ -48,6 +48,12 @@ std::string suggestion(const std::string& name, const policy::IpAddress& address
 
 }  // namespace
 
+size_t max_connections_for_fd_limit(uint64_t fd_limit) {
+  uint64_t reserve = std::min<uint64_t>(256, fd_limit / 4);
+  uint64_t connections = (fd_limit - reserve) / 2;
+  return static_cast<size_t>(std::clamp<uint64_t>(connections, 1, kMaxConnectionsCap));
+}
+
 std::vector<std::byte> tls_access_denied_alert() {
   // A TLS 1.2-framed fatal alert, access_denied (49): every TLS client understands it, and
   // TLS 1.3 clients accept the 0x0303 record version.
