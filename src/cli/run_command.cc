@@ -2,6 +2,7 @@
 
 #include <ifaddrs.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
@@ -68,6 +69,20 @@ void udp_allow_sets(const policy::Policy& p, sandbox::Options& options) {
                                                            : options.udp_allow_v6)
         .push_back(std::move(element));
   }
+}
+
+// Raises this process's soft RLIMIT_NOFILE to its hard limit (each relayed connection takes
+// two descriptors) and returns the soft limit now in force. Called once the command has been
+// forked, so the command keeps the limits it was given (a program may close every descriptor
+// up to its limit, or still use select()).
+uint64_t raise_fd_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised{limit.rlim_max, limit.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  }
+  return limit.rlim_cur;
 }
 
 int setup_failed(const std::string& message) {
@@ -168,6 +183,7 @@ int RunCommand::run(std::vector<std::string> argv) const {
   gateway_options.destination = lookup_destination;
   gateway_options.first_bytes_timeout = std::chrono::milliseconds(first_bytes_timeout_ms);
   gateway_options.connect_timeout = std::chrono::milliseconds(connect_timeout_ms);
+  gateway_options.max_connections = gateway::max_connections_for_fd_limit(raise_fd_limit());
   gateway::Gateway gw(io.get_executor(), pol, resolver, learned, *event_log, gateway_options);
 
   sandbox::Listeners& l = box->listeners();

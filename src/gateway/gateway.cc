@@ -49,6 +49,12 @@ std::string suggestion(const std::string& name, const policy::IpAddress& address
 
 }  // namespace
 
+size_t max_connections_for_fd_limit(uint64_t fd_limit) {
+  uint64_t reserve = std::min<uint64_t>(256, fd_limit / 4);
+  uint64_t connections = (fd_limit - reserve) / 2;
+  return static_cast<size_t>(std::clamp<uint64_t>(connections, 1, kMaxConnectionsCap));
+}
+
 std::vector<std::byte> tls_access_denied_alert() {
   // A TLS 1.2-framed fatal alert, access_denied (49): every TLS client understands it, and
   // TLS 1.3 clients accept the 0x0303 record version.
@@ -203,8 +209,11 @@ void Gateway::refuse(Connection& c, std::string_view event, const Decision& d) {
   } else if (c.kind == Classified::Kind::kHttp) {
     std::string target = c.name.empty() ? c.dst_text : fmt::format("{}:{}", c.name, c.dst.port);
     bool fixable = d.reason == Reason::kNoMatch || d.reason == Reason::kWrongPort;
-    std::string response = http_forbidden(
-        target, reason, d.detail, fixable ? suggestion(c.name, c.dst.address, c.dst.port) : "");
+    // A failed dial was allowed: the network, not the policy, said no.
+    std::string response =
+        dial_failed ? http_bad_gateway(target, d.detail)
+                    : http_forbidden(target, reason, d.detail,
+                                     fixable ? suggestion(c.name, c.dst.address, c.dst.port) : "");
     c.client.non_blocking(true, ec);
     c.client.write_some(asio::buffer(response), ec);
     c.client.shutdown(tcp::socket::shutdown_send, ec);

@@ -63,6 +63,8 @@ struct Options {
   std::chrono::milliseconds first_bytes_timeout{5'000};  // step 4: the client must speak
   std::chrono::milliseconds inspect_timeout{5'000};      // step 3: once its first byte came
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};
+  // Over this many, a connection is refused (too_many_connections). `netfence run` sets it with
+  // max_connections_for_fd_limit().
   size_t max_connections = 8192;
   // Dial by name (step 4) resolves through this instead of the Resolver when set (tests).
   std::function<asio::awaitable<Result<std::vector<policy::IpAddress>>>(const std::string&)>
@@ -125,6 +127,14 @@ class Gateway {
   bool stopped_ = false;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
 };
+
+// How many connections a gateway can carry with `fd_limit` file descriptors (RLIMIT_NOFILE):
+// two each (the client's socket and the dialed one) once a reserve is set aside for the
+// listeners, DNS and UDP sockets and the log (a quarter of the limit, at most 256); at least 1,
+// at most kMaxConnectionsCap (a memory bound). Beyond it a connection is refused with
+// too_many_connections instead of failing for want of a descriptor.
+inline constexpr size_t kMaxConnectionsCap = 65536;
+size_t max_connections_for_fd_limit(uint64_t fd_limit);
 
 // What a denied client is told, in its own protocol (SPEC 1.3).
 std::vector<std::byte> tls_access_denied_alert();

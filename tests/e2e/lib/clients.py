@@ -205,4 +205,5 @@ def main():
     sys.stdout.flush()
 
 
-main()
+if __name__ == "__main__":  # lib/load.py imports client_hello
+    main()
