@@ -142,7 +142,9 @@ asio::awaitable<void> Gateway::accept_loop(std::shared_ptr<tcp::acceptor> accept
       co_return;
     }
     if (ec) {
-      // EMFILE/ENFILE/ENOBUFS: pause instead of spinning; the pending connection waits.
+      // EMFILE/ENFILE/ENOBUFS: give back the idle splice pipes' descriptors, and pause instead
+      // of spinning; the pending connection waits.
+      pool_.trim();
       asio::steady_timer pause(executor_, std::chrono::milliseconds(50));
       co_await pause.async_wait(redirect_error(use_awaitable, ec));
       continue;

@@ -20,6 +20,7 @@ using asio::ip::tcp;
 
 namespace {
 constexpr int kPipeSize = 1024 * 1024;  // the default pipe-max-size: 256 pages per splice
+constexpr size_t kKeepPipes = 8;        // idle pipes kept for reuse (16 descriptors)
 }  // namespace
 
 std::optional<SplicePipe> BufferPool::take_pipe() {
@@ -38,7 +39,7 @@ std::optional<SplicePipe> BufferPool::take_pipe() {
 }
 
 void BufferPool::give_back(SplicePipe pipe) {
-  if (state_->free_pipes.size() < state_->keep) state_->free_pipes.push_back(std::move(pipe));
+  if (state_->free_pipes.size() < kKeepPipes) state_->free_pipes.push_back(std::move(pipe));
 }
 
 BufferPool::Lease BufferPool::take() {

@@ -78,6 +78,11 @@ class BufferPool {
   // Give it back with give_back() only when it is empty; a pipe still holding bytes is dropped.
   std::optional<SplicePipe> take_pipe();
   void give_back(SplicePipe pipe);
+  // Frees what the pool keeps idle (pipes hold two descriptors each): for descriptor shortage.
+  void trim() {
+    state_->free_pipes.clear();
+    state_->free.clear();
+  }
   bool splice_works() const { return state_->splice_works; }
   void splice_failed() { state_->splice_works = false; }
 
