@@ -182,7 +182,7 @@ Result<Message> receive_message(int fd) {
 // the whole address space).
 struct ChildPlan {
   NetworkMode mode = NetworkMode::kEnabled;
-  NftLoader nft_loader = NftLoader::kLibrary;
+  NftLoader nft_loader = NftLoader::kNetlink;
   pid_t parent = 0;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -191,7 +191,8 @@ struct ChildPlan {
   std::array<int, 3> stdio = {-1, -1, -1};
   std::vector<char*> argv;
   std::optional<std::vector<char*>> envp;
-  std::string ruleset;
+  std::string ruleset;     // kLibrary, kBinary
+  NftBatch ruleset_batch;  // kNetlink
   std::string resolv_conf;
 };
 
@@ -535,8 +536,18 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
     auto created = create_listeners();
     if (!created) setup_failed(plan, created.error());
     listeners = std::move(*created);
-    auto loaded = plan.nft_loader == NftLoader::kLibrary ? load_ruleset_with_library(plan.ruleset)
-                                                         : load_ruleset_with_binary(plan.ruleset);
+    Result<void> loaded;
+    switch (plan.nft_loader) {
+      case NftLoader::kNetlink:
+        loaded = load_ruleset_batch(plan.ruleset_batch);
+        break;
+      case NftLoader::kLibrary:
+        loaded = load_ruleset_with_library(plan.ruleset);
+        break;
+      case NftLoader::kBinary:
+        loaded = load_ruleset_with_binary(plan.ruleset);
+        break;
+    }
     if (!loaded) setup_failed(plan, loaded.error());
   }
   if (auto resolv = install_resolv_conf(plan.resolv_conf); !resolv)
@@ -623,7 +634,12 @@ Result<Sandbox> Sandbox::start(const Options& options) {
       plan.envp->push_back(const_cast<char*>(entry.c_str()));
     plan.envp->push_back(nullptr);
   }
-  if (options.mode == NetworkMode::kEnabled) {
+  if (options.mode == NetworkMode::kEnabled && options.nft_loader == NftLoader::kNetlink) {
+    auto batch =
+        nft_ruleset_batch(kTcpPort, kDnsPort, kUdpPort, options.udp_allow_v4, options.udp_allow_v6);
+    if (!batch) return batch.error();
+    plan.ruleset_batch = std::move(*batch);
+  } else if (options.mode == NetworkMode::kEnabled) {
     plan.ruleset =
         nft_ruleset(kTcpPort, kDnsPort, kUdpPort, options.udp_allow_v4, options.udp_allow_v6);
   }

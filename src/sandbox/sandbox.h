@@ -29,9 +29,10 @@ enum class NetworkMode {
   kDisabled,  // only `lo`; no listeners; DNS fails at once
 };
 
-// How the child loads its nftables ruleset: in-process with libnftables (the default; see
-// docs/sandbox.md for the measured start times) or by running the `nft` binary.
-enum class NftLoader { kLibrary, kBinary };
+// How the child loads its nftables ruleset: as one netlink transaction built with libnftnl (the
+// default; see docs/sandbox.md for the measured start times), in-process with libnftables
+// (dlopen'ed), or by running the `nft` binary. All three load the same ruleset.
+enum class NftLoader { kNetlink, kLibrary, kBinary };
 
 // The sandbox's own network layout (docs/sandbox.md, "Addresses", says why these).
 inline constexpr char kLinkName[] = "netfence0";           // carries the default routes
@@ -61,7 +62,7 @@ struct Options {
   std::array<int, 3> stdio = {-1, -1, -1};
   // How long start() waits for the child to finish setting up before killing it.
   std::chrono::milliseconds setup_timeout{10'000};
-  NftLoader nft_loader = NftLoader::kLibrary;
+  NftLoader nft_loader = NftLoader::kNetlink;
   // UDP (other than DNS) that may leave, as nftables set elements: "ADDR[/LEN] . PORT[-PORT]",
   // IPv4 and IPv6 apart. Matching datagrams are redirected to the UDP relay listeners; all other
   // UDP is rejected inside the sandbox (ICMP port unreachable). The gateway still judges each

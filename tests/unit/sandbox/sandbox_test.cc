@@ -863,8 +863,8 @@ TEST_F(SandboxTest, CommandDiesWithNetfence) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
-TEST_F(SandboxTest, BothNftLoadersProduceAWorkingSandbox) {
-  for (NftLoader loader : {NftLoader::kLibrary, NftLoader::kBinary}) {
+TEST_F(SandboxTest, EveryNftLoaderProducesAWorkingSandbox) {
+  for (NftLoader loader : {NftLoader::kNetlink, NftLoader::kLibrary, NftLoader::kBinary}) {
     Capture capture;
     Options options =
         make_options(NetworkMode::kEnabled,
@@ -888,9 +888,10 @@ TEST_F(SandboxTest, StartupTimes) {
     NetworkMode mode;
     NftLoader loader;
   };
-  for (const Case& c : {Case{"enabled/libnftables", NetworkMode::kEnabled, NftLoader::kLibrary},
+  for (const Case& c : {Case{"enabled/netlink", NetworkMode::kEnabled, NftLoader::kNetlink},
+                        Case{"enabled/libnftables", NetworkMode::kEnabled, NftLoader::kLibrary},
                         Case{"enabled/nft binary", NetworkMode::kEnabled, NftLoader::kBinary},
-                        Case{"disabled", NetworkMode::kDisabled, NftLoader::kLibrary}}) {
+                        Case{"disabled", NetworkMode::kDisabled, NftLoader::kNetlink}}) {
     std::vector<double> start_ms, total_ms;
     for (int i = 0; i < kRuns; ++i) {
       Options options = make_options(c.mode, {"true"});
