@@ -67,6 +67,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <span>
+#include <thread>
 #include <utility>
 
 #include "sandbox/netlink.h"
@@ -530,16 +531,23 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
   // A fresh sysfs shows this namespace's links (/sys/class/net: lo, netfence0), not the host's.
   // Best effort: it only changes what the command sees, not where its packets can go.
   ::mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, nullptr);
+  // The netlink ruleset names no link but lo (by index 1), so it is loaded on a second thread
+  // while this one builds the links and listeners: on two cores the two largest steps of the
+  // setup overlap. Nothing runs before both are done.
+  Result<void> loaded;
+  std::thread loader;
+  if (plan.mode == NetworkMode::kEnabled && plan.nft_loader == NftLoader::kNetlink) {
+    loader = std::thread([&] { loaded = load_ruleset_batch(plan.ruleset_batch); });
+  }
   if (auto links = configure_links(plan.mode); !links) setup_failed(plan, links.error());
   Listeners listeners;
   if (plan.mode == NetworkMode::kEnabled) {
     auto created = create_listeners();
     if (!created) setup_failed(plan, created.error());
     listeners = std::move(*created);
-    Result<void> loaded;
     switch (plan.nft_loader) {
       case NftLoader::kNetlink:
-        loaded = load_ruleset_batch(plan.ruleset_batch);
+        loader.join();
         break;
       case NftLoader::kLibrary:
         loaded = load_ruleset_with_library(plan.ruleset);
