@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
@@ -55,20 +56,60 @@ Result<gateway::Destination> destination_of(const sockaddr_storage& original) {
 // Which UDP may reach the relay at all (the gateway still judges each flow): everything in full
 // access, else what the IP/CIDR allow rules cover. Names never allow UDP (no SNI to read; QUIC
 // falls back to TCP).
+// The kernel refuses overlapping elements in an interval set ("File exists"), and rules may
+// overlap (192.0.2.0/24 and 192.0.2.128/25:53). Broader prefixes first; each rule keeps only the
+// ports that no element over a prefix containing its own already has, so the elements are
+// disjoint and together cover exactly what the rules cover.
+std::vector<std::string> disjoint_udp_elements(
+    std::vector<std::pair<policy::IpPrefix, policy::PortRange>> rules) {
+  std::stable_sort(rules.begin(), rules.end(), [](const auto& a, const auto& b) {
+    return a.first.length() < b.first.length();
+  });
+  struct Element {
+    policy::IpPrefix prefix;
+    uint32_t first;
+    uint32_t last;
+  };
+  std::vector<Element> elements;
+  for (const auto& [prefix, ports] : rules) {
+    std::vector<std::pair<uint32_t, uint32_t>> left{{ports.first, ports.last}};
+    for (const Element& e : elements) {
+      if (e.prefix.length() > prefix.length() || !e.prefix.contains(prefix.address())) continue;
+      std::vector<std::pair<uint32_t, uint32_t>> rest;
+      for (auto [first, last] : left) {
+        if (e.last < first || e.first > last) {
+          rest.emplace_back(first, last);
+          continue;
+        }
+        if (first < e.first) rest.emplace_back(first, e.first - 1);
+        if (last > e.last) rest.emplace_back(e.last + 1, last);
+      }
+      left = std::move(rest);
+    }
+    for (auto [first, last] : left) elements.push_back({prefix, first, last});
+  }
+  std::vector<std::string> text;
+  for (const Element& e : elements) {
+    text.push_back(fmt::format("{} . {}-{}", e.prefix.to_string(), e.first, e.last));
+  }
+  return text;
+}
+
 void udp_allow_sets(const policy::Policy& p, sandbox::Options& options) {
   if (p.full_access()) {
     options.udp_allow_v4 = {"0.0.0.0/0 . 1-65535"};
     options.udp_allow_v6 = {"::/0 . 1-65535"};
     return;
   }
+  std::vector<std::pair<policy::IpPrefix, policy::PortRange>> v4;
+  std::vector<std::pair<policy::IpPrefix, policy::PortRange>> v6;
   for (const policy::Rule& rule : p.allow().rules()) {
     if (rule.is_host()) continue;
-    std::string element =
-        fmt::format("{} . {}-{}", rule.prefix.to_string(), rule.ports.first, rule.ports.last);
-    (rule.prefix.address().family() == policy::Family::kV4 ? options.udp_allow_v4
-                                                           : options.udp_allow_v6)
-        .push_back(std::move(element));
+    (rule.prefix.address().family() == policy::Family::kV4 ? v4 : v6)
+        .emplace_back(rule.prefix, rule.ports);
   }
+  options.udp_allow_v4 = disjoint_udp_elements(std::move(v4));
+  options.udp_allow_v6 = disjoint_udp_elements(std::move(v6));
 }
 
 // Raises this process's soft RLIMIT_NOFILE to its hard limit (each relayed connection takes

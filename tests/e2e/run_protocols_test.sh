@@ -112,6 +112,14 @@ out=$(nf --allow-net 203.0.113.10:9999 -- $CLIENT udp 203.0.113.10 9999)
 check_has "UDP under a port-qualified IP rule: echo comes back" "$out" "result=echo"
 out=$(nf -- $CLIENT udp 203.0.113.10 9999)
 check_has "UDP in full access: echo comes back" "$out" "result=echo"
+# Overlapping IP rules (the kernel refuses overlapping set elements: netfence splits them).
+out=$(nf --allow-net 203.0.113.0/24:9000-9999,203.0.113.10,203.0.113.10:9990-10010 -- \
+  $CLIENT udp 203.0.113.10 9999 2>&1)
+check_has "UDP under overlapping IP rules: the sandbox starts and the echo comes back" "$out" \
+  "result=echo"
+out=$(nf --allow-net 203.0.113.0/24:9000-9998,203.0.113.10:1-9000 -- \
+  $CLIENT udp 203.0.113.10 9999 2>&1)
+check_lacks "UDP to a port no overlapping rule covers: no echo" "$out" "result=echo"
 mark_logs
 out=$(nf --allow-net 203.0.113.10:9998 -- $CLIENT udp 203.0.113.10 9999)
 check_lacks "UDP to a port the IP rule does not cover: no echo" "$out" "result=echo"
