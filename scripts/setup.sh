@@ -15,6 +15,8 @@ packages=(
   nftables iproute2 procps util-linux dnsutils curl openssl python3 netcat-openbsd
   # the test world's DNS server, and the DNS benchmark's load generator
   dnsmasq-base dnsperf
+  # benchmark harness peers (bench/compare.sh runs its own instances, in its own namespaces)
+  iperf3 passt slirp4netns bubblewrap haproxy nginx-light
 )
 
 sudo=()
@@ -29,6 +31,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+  # Installing haproxy or nginx-light starts their system services where an init system runs;
+  # the benchmark never uses them, so stop and disable the ones installed just now.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    for p in "${missing[@]}"; do
+      case $p in
+        haproxy) "${sudo[@]}" systemctl disable --now haproxy >/dev/null 2>&1 || true ;;
+        nginx-light) "${sudo[@]}" systemctl disable --now nginx >/dev/null 2>&1 || true ;;
+      esac
+    done
+  fi
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNETFENCE_WERROR=ON >/dev/null

@@ -21,6 +21,9 @@
 # dnsmasq logs every query it receives in $W_DIR/dnsmasq.log.
 # Nothing here sends a packet outside these namespaces.
 #
+# W_DNS_TTL (set before world_up; default unset: dnsmasq's TTL 0) gives those answers a TTL, for
+# benchmarks that want resolvers to cache them (bench/compare.sh).
+#
 # world_host_self starts (on demand) HTTP servers in the host namespace on 127.0.0.1:8081,
 # 198.51.100.1:8081 and [2001:db8:1::1]:8081 answering "hostself": the host's own services,
 # which a sandbox must never reach.
@@ -96,6 +99,8 @@ host-record=loop.example.com,127.0.0.1
 host-record=self.example.com,198.51.100.1
 txt-record=api.example.com,"txt-of-api"
 CONF
+  # Optional: a TTL for these answers (dnsmasq's default is 0: nothing may cache them).
+  if [ -n "${W_DNS_TTL:-}" ]; then echo "local-ttl=$W_DNS_TTL" >>"$W_DIR/dnsmasq.conf"; fi
   in_inet dnsmasq --conf-file="$W_DIR/dnsmasq.conf" --pid-file="$W_DIR/dnsmasq.pid" -k &
   W_PIDS+=($!)
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=netfence test" \
