@@ -184,6 +184,11 @@ Result<void> Rtnetlink::add_veth(std::string_view name, std::string_view peer) {
   info.ifi_change = IFF_UP;
   message.append_struct(info);
   message.append_string(IFLA_IFNAME, name);
+  // One queue each way, asked for up front: a veth otherwise gets one per CPU and is then cut
+  // down to one, which waits for an RCU grace period (about a millisecond of start time).
+  const uint32_t one_queue = 1;
+  message.append_attribute(IFLA_NUM_TX_QUEUES, &one_queue, sizeof one_queue);
+  message.append_attribute(IFLA_NUM_RX_QUEUES, &one_queue, sizeof one_queue);
   size_t link_info = message.begin_nest(IFLA_LINKINFO);
   message.append_string(IFLA_INFO_KIND, "veth");
   size_t info_data = message.begin_nest(IFLA_INFO_DATA);
@@ -194,6 +199,8 @@ Result<void> Rtnetlink::add_veth(std::string_view name, std::string_view peer) {
   peer_info_header.ifi_family = AF_UNSPEC;
   message.append_struct(peer_info_header);
   message.append_string(IFLA_IFNAME, peer);
+  message.append_attribute(IFLA_NUM_TX_QUEUES, &one_queue, sizeof one_queue);
+  message.append_attribute(IFLA_NUM_RX_QUEUES, &one_queue, sizeof one_queue);
   message.end_nest(peer_info);
   message.end_nest(info_data);
   message.end_nest(link_info);

@@ -328,17 +328,29 @@ Result<void> configure_links(NetworkMode mode) {
   return netlink->add_default_route_v6(*link);
 }
 
-// Replaces what the command sees at /etc/resolv.conf (in our mount namespace only). The file is
-// staged on a private tmpfs mounted over an existing directory, bind-mounted (read-only) over the
-// real path of /etc/resolv.conf (following symlinks, e.g. to systemd-resolved's stub file), and
-// the staging tmpfs is unmounted again before anything else runs. If /etc/resolv.conf is missing
-// or a dangling symlink there is nothing to cover: resolvers then default to 127.0.0.1:53, which
-// the ruleset redirects to the gateway (enabled) or where nothing listens (disabled).
+// Replaces what the command sees at /etc/resolv.conf (in our mount namespace only), and mounts a
+// fresh sysfs on /sys. The file is staged on a private tmpfs mounted on /sys, bind-mounted
+// (read-only) over the real path of /etc/resolv.conf (following symlinks, e.g. to
+// systemd-resolved's stub file); then the fresh sysfs is mounted on /sys over the staging tmpfs,
+// which stays hidden underneath (the command cannot unmount anything). Unmounting the staging
+// tmpfs instead would wait for an RCU grace period, about a millisecond of start time. Where
+// /sys cannot be used, another directory is staged on and unmounted again before anything else
+// runs. If /etc/resolv.conf is missing or a dangling symlink there is nothing to cover:
+// resolvers then default to 127.0.0.1:53, which the ruleset redirects to the gateway (enabled)
+// or where nothing listens (disabled).
 Result<void> install_resolv_conf(std::string_view content) {
   char resolved[PATH_MAX];
+  // A fresh sysfs shows this namespace's links (/sys/class/net: lo, netfence0), not the host's.
+  // Best effort: it only changes what the command sees, not where its packets can go.
+  auto mount_sysfs = [] {
+    return ::mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+                   nullptr) == 0;
+  };
   if (::realpath("/etc/resolv.conf", resolved) == nullptr) {
-    if (errno == ENOENT) return {};
-    return fail("cannot resolve /etc/resolv.conf: " + errno_text(errno));
+    int error = errno;
+    mount_sysfs();
+    if (error == ENOENT) return {};
+    return fail("cannot resolve /etc/resolv.conf: " + errno_text(error));
   }
   // Pin the target before the staging tmpfs goes up: the target may live under the staging
   // directory (e.g. /run/systemd/resolve/stub-resolv.conf with /run as staging), which the tmpfs
@@ -351,14 +363,17 @@ Result<void> install_resolv_conf(std::string_view content) {
   }
   const std::string target_path = "/proc/self/fd/" + std::to_string(target.get());
   const char* staging = nullptr;
-  for (const char* candidate : {"/tmp", "/run", "/mnt", "/var/tmp"}) {
+  for (const char* candidate : {"/sys", "/tmp", "/run", "/mnt", "/var/tmp"}) {
     if (::mount("netfence", candidate, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                 "size=16k,mode=0755") == 0) {
       staging = candidate;
       break;
     }
   }
-  if (staging == nullptr) return fail("cannot mount a staging tmpfs: " + errno_text(errno));
+  if (staging == nullptr) {
+    mount_sysfs();
+    return fail("cannot mount a staging tmpfs: " + errno_text(errno));
+  }
   std::string staged = std::string(staging) + "/resolv.conf";
   Result<void> result = [&]() -> Result<void> {
     UniqueFd fd(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
@@ -379,7 +394,12 @@ Result<void> install_resolv_conf(std::string_view content) {
     }
     return {};
   }();
-  if (::umount2(staging, MNT_DETACH) != 0 && result) {
+  // On /sys, the fresh sysfs covers the staging tmpfs; elsewhere (or if sysfs cannot be
+  // mounted) the staging tmpfs is unmounted.
+  const bool on_sys = std::string_view(staging) == "/sys";
+  const bool covered = on_sys && mount_sysfs();
+  if (!on_sys) mount_sysfs();
+  if (!covered && ::umount2(staging, MNT_DETACH) != 0 && result) {
     return fail(std::string("cannot unmount the staging tmpfs on ") + staging + ": " +
                 errno_text(errno));
   }
@@ -528,12 +548,12 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     setup_failed(plan, Error{"cannot make mounts private: " + errno_text(errno)});
   }
-  // A fresh sysfs shows this namespace's links (/sys/class/net: lo, netfence0), not the host's.
-  // Best effort: it only changes what the command sees, not where its packets can go.
-  ::mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, nullptr);
   // The netlink ruleset names no link but lo (by index 1), so it is loaded on a second thread
-  // while this one builds the links and listeners: on two cores the two largest steps of the
-  // setup overlap. Nothing runs before both are done.
+  // while this one builds the links and listeners, and a third installs resolv.conf (its
+  // unmount of the staging tmpfs waits for an RCU grace period, about a millisecond of doing
+  // nothing): the slow steps of the setup overlap. Nothing runs before all are done.
+  Result<void> resolv;
+  std::thread resolv_installer([&] { resolv = install_resolv_conf(plan.resolv_conf); });
   Result<void> loaded;
   std::thread loader;
   if (plan.mode == NetworkMode::kEnabled && plan.nft_loader == NftLoader::kNetlink) {
@@ -558,8 +578,8 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
     }
     if (!loaded) setup_failed(plan, loaded.error());
   }
-  if (auto resolv = install_resolv_conf(plan.resolv_conf); !resolv)
-    setup_failed(plan, resolv.error());
+  resolv_installer.join();
+  if (!resolv) setup_failed(plan, resolv.error());
 
   std::vector<int> fds;
   for (const UniqueFd* fd : {&listeners.tcp_v4, &listeners.tcp_v6, &listeners.dns_udp_v4,
