@@ -1,5 +1,8 @@
 #include "dns/resolver.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
@@ -141,12 +144,20 @@ Result<ResolverConfig> config_from_resolv_conf(const std::string& path) {
   return config;
 }
 
-std::vector<policy::IpAddress> lookup_hosts_file(const std::string& path, std::string_view name) {
-  std::vector<policy::IpAddress> out;
-  if (path.empty()) return out;
-  std::ifstream in(path);
+void HostsFile::refresh() {
+  struct stat st;
+  if (path_.empty() || ::stat(path_.c_str(), &st) != 0) {
+    entries_.clear();
+    loaded_ = false;
+    return;
+  }
+  if (loaded_ && st.st_dev == dev_ && st.st_ino == ino_ && st.st_size == size_ &&
+      st.st_mtim.tv_sec == mtime_.tv_sec && st.st_mtim.tv_nsec == mtime_.tv_nsec) {
+    return;
+  }
+  entries_.clear();
+  std::ifstream in(path_);
   std::string line;
-  std::string wanted = lower(name);
   while (std::getline(in, line)) {
     line = line.substr(0, line.find('#'));
     std::istringstream words(line);
@@ -158,17 +169,36 @@ std::vector<policy::IpAddress> lookup_hosts_file(const std::string& path, std::s
     while (words >> alias) {
       std::string l = lower(alias);
       if (!l.empty() && l.back() == '.') l.pop_back();
-      if (l == wanted) {
-        out.push_back(*parsed);
-        break;
+      if (l.empty()) continue;
+      std::vector<policy::IpAddress>& addresses = entries_[l];
+      if (std::find(addresses.begin(), addresses.end(), *parsed) == addresses.end()) {
+        addresses.push_back(*parsed);
       }
     }
   }
-  return out;
+  loaded_ = true;
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+  size_ = st.st_size;
+  mtime_ = st.st_mtim;
+}
+
+std::vector<policy::IpAddress> HostsFile::lookup(std::string_view name) {
+  refresh();
+  auto it = entries_.find(lower(name));
+  if (it == entries_.end()) return {};
+  return it->second;
+}
+
+std::vector<policy::IpAddress> lookup_hosts_file(const std::string& path, std::string_view name) {
+  return HostsFile(path).lookup(name);
 }
 
 Resolver::Resolver(asio::any_io_executor executor, ResolverConfig config)
-    : executor_(std::move(executor)), config_(std::move(config)), random_(std::random_device{}()) {}
+    : executor_(std::move(executor)),
+      config_(std::move(config)),
+      hosts_(config_.hosts_file),
+      random_(std::random_device{}()) {}
 
 bool Resolver::cached(const std::string& key, uint16_t id, wire::DnsMessage& out) {
   auto it = cache_.find(key);
@@ -338,7 +368,7 @@ asio::awaitable<Result<wire::DnsMessage>> Resolver::try_tcp(const asio::ip::udp:
 }
 
 asio::awaitable<Result<std::vector<policy::IpAddress>>> Resolver::resolve(const std::string& name) {
-  std::vector<policy::IpAddress> addresses = lookup_hosts_file(config_.hosts_file, name);
+  std::vector<policy::IpAddress> addresses = hosts_.lookup(name);
   if (!addresses.empty()) co_return addresses;
   auto wire_name = wire::dns_name_wire(name);
   if (!wire_name) co_return fail(fmt::format("'{}' is not a DNS name", name));

@@ -15,11 +15,14 @@
 // Single-threaded: it belongs to one event loop (asio executor).
 #pragma once
 
+#include <sys/types.h>
+
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/ip/udp.hpp>
 #include <chrono>
 #include <cstddef>
+#include <ctime>
 #include <list>
 #include <random>
 #include <string>
@@ -50,6 +53,27 @@ Result<asio::ip::udp::endpoint> parse_server(std::string_view text);
 
 // Looks `name` up in a hosts(5) file; empty if absent or unreadable.
 std::vector<policy::IpAddress> lookup_hosts_file(const std::string& path, std::string_view name);
+
+// A hosts file, parsed once and parsed again only when it changes (device, inode, size or
+// modification time): dial-by-name consults it for every connection, and opening and parsing it
+// each time cost more than the rest of a cached resolution.
+class HostsFile {
+ public:
+  explicit HostsFile(std::string path) : path_(std::move(path)) {}
+  // The addresses listed for `name` (case-insensitive, trailing dot ignored), in file order.
+  std::vector<policy::IpAddress> lookup(std::string_view name);
+
+ private:
+  void refresh();
+
+  std::string path_;
+  bool loaded_ = false;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  off_t size_ = 0;
+  timespec mtime_{};
+  std::unordered_map<std::string, std::vector<policy::IpAddress>> entries_;
+};
 
 class Resolver {
  public:
@@ -96,6 +120,7 @@ class Resolver {
 
   asio::any_io_executor executor_;
   ResolverConfig config_;
+  HostsFile hosts_;
   size_t next_server_ = 0;
   std::mt19937_64 random_;
   std::unordered_map<std::string, CacheEntry> cache_;

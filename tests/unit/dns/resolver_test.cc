@@ -120,6 +120,21 @@ TEST(HostsFile, FindsNamesAndAliasesIgnoringCaseAndComments) {
   std::filesystem::remove(path);
 }
 
+TEST(HostsFile, IsParsedOnceAndAgainWhenItChanges) {
+  auto path = write_temp("hosts", "192.0.2.10 web.example.com\n");
+  HostsFile hosts(path);
+  ASSERT_EQ(hosts.lookup("web.example.com").size(), 1u);
+  EXPECT_EQ(hosts.lookup("web.example.com")[0].to_string(), "192.0.2.10");
+  // Replaced (a new inode, as editors and package managers do): the next lookup sees it.
+  auto replacement = write_temp("hosts2", "198.51.100.7 web.example.com\n192.0.2.1 new.example\n");
+  std::filesystem::rename(replacement, path);
+  ASSERT_EQ(hosts.lookup("web.example.com").size(), 1u);
+  EXPECT_EQ(hosts.lookup("web.example.com")[0].to_string(), "198.51.100.7");
+  EXPECT_EQ(hosts.lookup("NEW.example").size(), 1u);
+  std::filesystem::remove(path);
+  EXPECT_THAT(hosts.lookup("web.example.com"), IsEmpty());
+}
+
 TEST(Resolver, RelaysAnAnswerWithTheQueryId) {
   FakeUpstream up;
   up.a("api.example.com", {203, 0, 113, 10});
