@@ -32,4 +32,8 @@ echo
 echo "# The same policy, judged without running anything:"
 "$NF" check --allow-net 'api.example.com,*.example.org:443' api.example.com:443 www.example.org:443 \
   example.org:443 www.example.org:80 203.0.113.20:80 169.254.169.254:80
+echo
+echo "# The known escape attempts, run from inside a sandbox under the same policy (nothing they"
+echo "# try is allowed, so nothing leaves the machine; exit 1 if any got through):"
+in_host "$NF" selftest --upstream 198.51.100.2 --allow-net 'api.example.com,*.example.org:443' 2>&1
 exit 0
