@@ -5,16 +5,15 @@
 // after every iteration. Runs in a network namespace of its own (as root, or as a user with user
 // namespaces), never in the caller's.
 #include <benchmark/benchmark.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "sandbox/nftables.h"
+#include "support/namespaces.h"
 
 using namespace netfence::sandbox;
 
@@ -54,12 +53,12 @@ void BM_BuildNetlinkBatch(benchmark::State& state) {
 }
 BENCHMARK(BM_BuildNetlinkBatch)->Arg(0)->Arg(1)->Arg(2)->ArgName("sets");
 
-void BM_LoadNetlink(benchmark::State& state) {
-  const Input in = input(state.range(0));
-  const NftBatch batch = nft_ruleset_batch(1000, 53, in.udp_port, in.v4, in.v6).value();
+// Times `load` alone per iteration; the table is deleted, untimed, after each.
+template <typename Load>
+void time_loads(benchmark::State& state, Load load) {
   for (auto _ : state) {
     const auto begin = std::chrono::steady_clock::now();
-    auto loaded = load_ruleset_batch(batch);
+    auto loaded = load();
     const auto end = std::chrono::steady_clock::now();
     if (!loaded) {
       state.SkipWithError(loaded.error().message.c_str());
@@ -68,47 +67,26 @@ void BM_LoadNetlink(benchmark::State& state) {
     state.SetIterationTime(std::chrono::duration<double>(end - begin).count());
     delete_table(state);
   }
+}
+
+void BM_LoadNetlink(benchmark::State& state) {
+  const Input in = input(state.range(0));
+  const NftBatch batch = nft_ruleset_batch(1000, 53, in.udp_port, in.v4, in.v6).value();
+  time_loads(state, [&] { return load_ruleset_batch(batch); });
 }
 BENCHMARK(BM_LoadNetlink)->Arg(0)->Arg(1)->Arg(2)->ArgName("sets")->UseManualTime();
 
 void BM_LoadLibnftables(benchmark::State& state) {
   const Input in = input(state.range(0));
   const std::string text = nft_ruleset(1000, 53, in.udp_port, in.v4, in.v6);
-  for (auto _ : state) {
-    const auto begin = std::chrono::steady_clock::now();
-    auto loaded = load_ruleset_with_library(text);
-    const auto end = std::chrono::steady_clock::now();
-    if (!loaded) {
-      state.SkipWithError(loaded.error().message.c_str());
-      break;
-    }
-    state.SetIterationTime(std::chrono::duration<double>(end - begin).count());
-    delete_table(state);
-  }
+  time_loads(state, [&] { return load_ruleset_with_library(text); });
 }
 BENCHMARK(BM_LoadLibnftables)->Arg(0)->Arg(1)->Arg(2)->ArgName("sets")->UseManualTime();
-
-bool write_file(const char* path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  out.flush();
-  return static_cast<bool>(out);
-}
-
-bool enter_fresh_network_namespace() {
-  if (::geteuid() == 0) return ::unshare(CLONE_NEWNET) == 0;
-  const uid_t uid = ::geteuid();
-  const gid_t gid = ::getegid();
-  return ::unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0 &&
-         write_file("/proc/self/setgroups", "deny") &&
-         write_file("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") &&
-         write_file("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1");
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!enter_fresh_network_namespace()) {
+  if (!netfence::test::enter_fresh_network_namespace()) {
     std::fprintf(stderr,
                  "nft_loader_bench: needs root or user namespaces (a namespace of its own)\n");
     return 1;

@@ -4,20 +4,19 @@
 // Loading needs root, or an unprivileged user with user namespaces (the child then maps itself to
 // uid 0 in a user namespace of its own); nothing is loaded into the caller's namespace.
 #include "sandbox/nftables.h"
+#include "support/namespaces.h"
 
 #include <fcntl.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/capability.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -38,28 +37,9 @@ const char* nft_binary() {
   return nullptr;
 }
 
-bool write_file(const char* path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  out.flush();
-  return static_cast<bool>(out);
-}
-
-// In a forked child: a network namespace of its own; as non-root, in a user namespace where it is
-// uid 0 (so that nft, exec'ed later, keeps CAP_NET_ADMIN there).
-bool enter_fresh_network_namespace() {
-  if (::geteuid() == 0) return ::unshare(CLONE_NEWNET) == 0;
-  const uid_t uid = ::geteuid();
-  const gid_t gid = ::getegid();
-  if (::unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) return false;
-  return write_file("/proc/self/setgroups", "deny") &&
-         write_file("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") &&
-         write_file("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1");
-}
-
 bool namespaces_available() {
   pid_t pid = ::fork();
-  if (pid == 0) ::_exit(enter_fresh_network_namespace() ? 0 : 1);
+  if (pid == 0) ::_exit(test::enter_fresh_network_namespace() ? 0 : 1);
   int status = 0;
   ::waitpid(pid, &status, 0);
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -81,7 +61,7 @@ Outcome load_and_list(const std::function<Result<void>()>& load) {
     auto say = [&](const std::string& text) {
       if (::write(fds[1], text.data(), text.size()) < 0) ::_exit(3);
     };
-    if (!enter_fresh_network_namespace()) {
+    if (!test::enter_fresh_network_namespace()) {
       say("cannot enter a fresh network namespace");
       ::_exit(2);
     }
