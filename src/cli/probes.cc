@@ -826,25 +826,21 @@ ProbeOutcome probe_dns_tcp(const SocketAddress& to, const ProbeDef& def,
   Bytes query = dns_query(def.name, def.qtype, id);
   Connected c = connect_to(to, SOCK_STREAM, deadline);
   if (auto failed = connect_failed(c)) return *failed;
-  Bytes framed = {static_cast<std::byte>(query.size() >> 8),
-                  static_cast<std::byte>(query.size() & 0xff)};
-  framed.insert(framed.end(), query.begin(), query.end());
-  if (int error = send_all(c.fd.get(), framed.data(), framed.size(), deadline)) {
+  auto framed = wire::frame_dns_tcp(query);
+  if (!framed) return inconclusive("cannot frame the query: " + framed.error().message);
+  if (int error = send_all(c.fd.get(), framed->data(), framed->size(), deadline)) {
     return ok("send: " + errno_text(error));
   }
   Received r = receive(c.fd.get(), deadline, 65537, [](const std::string& d) {
-    return d.size() >= 2 &&
-           d.size() >= 2 + (static_cast<size_t>(static_cast<unsigned char>(d[0])) << 8 |
-                            static_cast<unsigned char>(d[1]));
+    return wire::read_dns_tcp_frame(as_bytes(d)).state != wire::ParseState::kNeedMore;
   });
   if (r.data.empty()) return ok(describe_silence(r, context.timeout));
-  if (r.end != Received::End::kDone) {
+  wire::DnsTcpFrame frame = wire::read_dns_tcp_frame(as_bytes(r.data));
+  if (r.end != Received::End::kDone || frame.state != wire::ParseState::kDone) {
     return got_through(
         fmt::format("got {} bytes that are not one whole DNS message", r.data.size()));
   }
-  size_t length = static_cast<size_t>(static_cast<unsigned char>(r.data[0])) << 8 |
-                  static_cast<unsigned char>(r.data[1]);
-  return judge_dns_reply(std::string_view(r.data).substr(2, length), id, context);
+  return judge_dns_reply(as_chars(frame.message), id, context);
 }
 
 // ---- UDP, ICMP ----
