@@ -33,20 +33,6 @@ bg_netfence() {
   done
   return 1
 }
-# Waits (at most 5 s) for the background netfence to exit; its code in BG_CODE (or "hung").
-bg_wait() {
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$BG_PID" 2>/dev/null; then
-      wait "$BG_PID"
-      BG_CODE=$?
-      return
-    fi
-    sleep 0.05
-  done
-  kill -KILL "$BG_PID" 2>/dev/null
-  wait "$BG_PID" 2>/dev/null
-  BG_CODE=hung
-}
 
 # --- Disabled mode ----------------------------------------------------------------------------
 out=$(nf --network disabled -- sh -c 'ip -o link | cut -d: -f2 | tr -d " "; ip -o addr | grep -v " lo " | wc -l; ip route; ip -6 route')
@@ -146,16 +132,10 @@ check_eq "afterwards: no named namespace added" \
   "$(ip netns list | grep -vE "^nf[0-9]+[hi]\b" | sort)" "$(grep -vE "^nf[0-9]+[hi]\b" <<<"$netns_before")"
 
 # --- Unprivileged (user namespaces) -----------------------------------------------------------
-NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
-if ! $NOBODY unshare --user --net true 2>/dev/null; then
+if ! nobody_netfence; then
   echo "SKIP: unprivileged user namespaces are disabled on this machine; the unprivileged run is not tested"
 else
-  nf_bin=$NF
-  if ! $NOBODY test -x "$NF"; then  # the build dir may not be readable by nobody
-    mkdir -p "$W_DIR/bin" && chmod 755 "$W_DIR" "$W_DIR/bin" && cp "$NF" "$W_DIR/bin/" &&
-      chmod 755 "$W_DIR/bin/netfence"
-    nf_bin=$W_DIR/bin/netfence
-  fi
+  nf_bin=$NF_NOBODY
   clients=$W_CLIENTS
   if ! $NOBODY test -r "$W_CLIENTS"; then
     mkdir -p "$W_DIR/bin" && chmod 755 "$W_DIR" "$W_DIR/bin" && cp "$W_CLIENTS" "$W_DIR/bin/" &&

@@ -161,16 +161,10 @@ in_host "$NF" selftest-probe no-such-probe >/dev/null 2>&1
 check_eq "selftest-probe with an unknown probe: usage error 2" "$?" 2
 
 # --- Unprivileged (user namespaces) -----------------------------------------------------------
-NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
-if ! $NOBODY unshare --user --net true 2>/dev/null; then
+if ! nobody_netfence; then
   echo "SKIP: unprivileged user namespaces are disabled on this machine"
 else
-  nf_bin=$NF
-  if ! $NOBODY test -x "$NF"; then  # the build dir may not be readable by nobody
-    mkdir -p "$W_DIR/bin" && chmod 755 "$W_DIR" "$W_DIR/bin" && cp "$NF" "$W_DIR/bin/" &&
-      chmod 755 "$W_DIR/bin/netfence"
-    nf_bin=$W_DIR/bin/netfence
-  fi
+  nf_bin=$NF_NOBODY
   mark_logs
   out=$(in_host $NOBODY "$nf_bin" selftest --upstream 198.51.100.2 "${A[@]}" 2>&1)
   code=$?

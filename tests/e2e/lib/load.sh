@@ -9,8 +9,7 @@
 #   bg_nf [run flags] -- COMMAND...
 #                       starts `netfence run --upstream 198.51.100.2 --log $W_DIR/nf.log ...` in the
 #                       background in the host namespace; BG_PID is netfence itself
-#   bg_wait [TENTHS]    waits (default 5 s) for it to exit: BG_CODE is its exit code, or "hung"
-#                       (then it has been killed)
+#                       (bg_wait [TENTHS], in lib/world.sh, waits for it)
 #   wait_for TENTHS COMMAND...  runs COMMAND every 0.1 s until it succeeds (bounded)
 #   cpu_ticks PID       utime+stime of PID in clock ticks (/proc/PID/stat)
 #   rss_kib PID         VmRSS of PID in KiB
@@ -50,20 +49,6 @@ bg_nf() {
   ip netns exec "$W_HOST" "$NF" run --upstream 198.51.100.2 --log "$W_DIR/nf.log" "$@" \
     >"$W_DIR/bg.out" 2>"$W_DIR/bg.err" &
   BG_PID=$!
-}
-bg_wait() {
-  local tenths=${1:-50}
-  for _ in $(seq 1 "$tenths"); do
-    if ! kill -0 "$BG_PID" 2>/dev/null; then
-      wait "$BG_PID"
-      BG_CODE=$?
-      return
-    fi
-    sleep 0.1
-  done
-  kill -KILL "$BG_PID" 2>/dev/null
-  wait "$BG_PID" 2>/dev/null
-  BG_CODE=hung
 }
 wait_for() { # wait_for TENTHS COMMAND...
   local tenths=$1

@@ -192,3 +192,34 @@ conns_since() { # conns_since [IDENTITY]: connections servers accepted since mar
 dns_queries_since() { # dns_queries_since: the query lines dnsmasq logged since mark_logs
   tail -n +$((W_MARK_DNS + 1)) "$W_DIR/dnsmasq.log" | grep 'query\[' || true
 }
+
+# Background runs and unprivileged runs (shared by several tests).
+# bg_wait [TENTHS]: waits (default 5 s) for $BG_PID to exit: BG_CODE is its exit code, or "hung"
+# (then it has been killed).
+bg_wait() {
+  local tenths=${1:-50}
+  for _ in $(seq 1 "$tenths"); do
+    if ! kill -0 "$BG_PID" 2>/dev/null; then
+      wait "$BG_PID"
+      BG_CODE=$?
+      return
+    fi
+    sleep 0.1
+  done
+  kill -KILL "$BG_PID" 2>/dev/null
+  wait "$BG_PID" 2>/dev/null
+  BG_CODE=hung
+}
+# NOBODY COMMAND...: runs COMMAND as uid/gid 65534. nobody_netfence: false when unprivileged user
+# namespaces are disabled; else sets NF_NOBODY to a netfence binary nobody can run (a copy in
+# $W_DIR when the build directory is not readable by nobody).
+NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
+nobody_netfence() {
+  $NOBODY unshare --user --net true 2>/dev/null || return 1
+  NF_NOBODY=$NF
+  if ! $NOBODY test -x "$NF"; then
+    mkdir -p "$W_DIR/bin" && chmod 755 "$W_DIR" "$W_DIR/bin" && cp "$NF" "$W_DIR/bin/" &&
+      chmod 755 "$W_DIR/bin/netfence"
+    NF_NOBODY=$W_DIR/bin/netfence
+  fi
+}
