@@ -328,29 +328,26 @@ Result<void> configure_links(NetworkMode mode) {
   return netlink->add_default_route_v6(*link);
 }
 
-// Replaces what the command sees at /etc/resolv.conf (in our mount namespace only), and mounts a
-// fresh sysfs on /sys. The file is staged on a private tmpfs mounted on /sys, bind-mounted
-// (read-only) over the real path of /etc/resolv.conf (following symlinks, e.g. to
-// systemd-resolved's stub file); then the fresh sysfs is mounted on /sys over the staging tmpfs,
-// which stays hidden underneath (the command cannot unmount anything). Unmounting the staging
-// tmpfs instead would wait for an RCU grace period, about a millisecond of start time. Where
-// /sys cannot be used, another directory is staged on and unmounted again before anything else
-// runs. If /etc/resolv.conf is missing or a dangling symlink there is nothing to cover:
+// A fresh sysfs shows this namespace's links (/sys/class/net: lo, netfence0), not the host's.
+// Best effort: it only changes what the command sees, not where its packets can go.
+void mount_fresh_sysfs() {
+  ::mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, nullptr);
+}
+
+// Replaces what the command sees at /etc/resolv.conf (in our mount namespace only). The file is
+// staged on a private tmpfs mounted on /sys and bind-mounted (read-only) over the real path of
+// /etc/resolv.conf (following symlinks, e.g. to systemd-resolved's stub file); the staging tmpfs
+// is left there for mount_fresh_sysfs() to cover (the command cannot unmount anything).
+// Unmounting it instead would wait for an RCU grace period, about a millisecond of start time.
+// Where /sys cannot be used, another directory is staged on and unmounted again before anything
+// else runs. If /etc/resolv.conf is missing or a dangling symlink there is nothing to cover:
 // resolvers then default to 127.0.0.1:53, which the ruleset redirects to the gateway (enabled)
 // or where nothing listens (disabled).
 Result<void> install_resolv_conf(std::string_view content) {
   char resolved[PATH_MAX];
-  // A fresh sysfs shows this namespace's links (/sys/class/net: lo, netfence0), not the host's.
-  // Best effort: it only changes what the command sees, not where its packets can go.
-  auto mount_sysfs = [] {
-    return ::mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
-                   nullptr) == 0;
-  };
   if (::realpath("/etc/resolv.conf", resolved) == nullptr) {
-    int error = errno;
-    mount_sysfs();
-    if (error == ENOENT) return {};
-    return fail("cannot resolve /etc/resolv.conf: " + errno_text(error));
+    if (errno == ENOENT) return {};
+    return fail("cannot resolve /etc/resolv.conf: " + errno_text(errno));
   }
   // Pin the target before the staging tmpfs goes up: the target may live under the staging
   // directory (e.g. /run/systemd/resolve/stub-resolv.conf with /run as staging), which the tmpfs
@@ -370,10 +367,7 @@ Result<void> install_resolv_conf(std::string_view content) {
       break;
     }
   }
-  if (staging == nullptr) {
-    mount_sysfs();
-    return fail("cannot mount a staging tmpfs: " + errno_text(errno));
-  }
+  if (staging == nullptr) return fail("cannot mount a staging tmpfs: " + errno_text(errno));
   std::string staged = std::string(staging) + "/resolv.conf";
   Result<void> result = [&]() -> Result<void> {
     UniqueFd fd(::open(staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
@@ -394,12 +388,8 @@ Result<void> install_resolv_conf(std::string_view content) {
     }
     return {};
   }();
-  // On /sys, the fresh sysfs covers the staging tmpfs; elsewhere (or if sysfs cannot be
-  // mounted) the staging tmpfs is unmounted.
-  const bool on_sys = std::string_view(staging) == "/sys";
-  const bool covered = on_sys && mount_sysfs();
-  if (!on_sys) mount_sysfs();
-  if (!covered && ::umount2(staging, MNT_DETACH) != 0 && result) {
+  // A staging tmpfs on /sys stays: the fresh sysfs mounted next covers it.
+  if (std::string_view(staging) != "/sys" && ::umount2(staging, MNT_DETACH) != 0 && result) {
     return fail(std::string("cannot unmount the staging tmpfs on ") + staging + ": " +
                 errno_text(errno));
   }
@@ -553,7 +543,10 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
   // unmount of the staging tmpfs waits for an RCU grace period, about a millisecond of doing
   // nothing): the slow steps of the setup overlap. Nothing runs before all are done.
   Result<void> resolv;
-  std::thread resolv_installer([&] { resolv = install_resolv_conf(plan.resolv_conf); });
+  std::thread resolv_installer([&] {
+    resolv = install_resolv_conf(plan.resolv_conf);
+    mount_fresh_sysfs();
+  });
   Result<void> loaded;
   std::thread loader;
   if (plan.mode == NetworkMode::kEnabled && plan.nft_loader == NftLoader::kNetlink) {
