@@ -797,6 +797,27 @@ uint16_t random_id() {
   return id;
 }
 
+// Sends `datagram` on a connected UDP socket and waits (until `deadline`) for one back. Either
+// the reply, or what happened instead: the send or receive error, or (failure empty) silence.
+struct DatagramReply {
+  std::optional<std::string> reply;
+  std::string failure;
+};
+DatagramReply exchange_datagram(int fd, const Bytes& datagram, Clock::time_point deadline) {
+  if (::send(fd, datagram.data(), datagram.size(), MSG_NOSIGNAL) < 0) {
+    return {std::nullopt, "send: " + errno_text(errno)};
+  }
+  char reply[4096];
+  while (wait_for(fd, POLLIN, deadline)) {
+    ssize_t n = ::recv(fd, reply, sizeof reply, 0);
+    if (n >= 0) return {std::string(reply, static_cast<size_t>(n)), ""};
+    if (errno == EINTR || errno == EAGAIN) continue;
+    if (errno == ECONNREFUSED) return {std::nullopt, "ICMP port unreachable (ECONNREFUSED)"};
+    return {std::nullopt, "recv: " + errno_text(errno)};
+  }
+  return {};
+}
+
 ProbeOutcome probe_dns_udp(const SocketAddress& to, const ProbeDef& def,
                            const ProbeContext& context) {
   auto deadline = Clock::now() + context.timeout;
@@ -804,18 +825,9 @@ ProbeOutcome probe_dns_udp(const SocketAddress& to, const ProbeDef& def,
   Bytes query = dns_query(def.name, def.qtype, id);
   Connected c = connect_to(to, SOCK_DGRAM, deadline);
   if (auto failed = connect_failed(c)) return *failed;
-  if (::send(c.fd.get(), query.data(), query.size(), MSG_NOSIGNAL) < 0) {
-    return ok("send: " + errno_text(errno));
-  }
-  char reply[4096];
-  while (wait_for(c.fd.get(), POLLIN, deadline)) {
-    ssize_t n = ::recv(c.fd.get(), reply, sizeof reply, 0);
-    if (n >= 0)
-      return judge_dns_reply(std::string_view(reply, static_cast<size_t>(n)), id, context);
-    if (errno == EINTR || errno == EAGAIN) continue;
-    if (errno == ECONNREFUSED) return ok("ICMP port unreachable (ECONNREFUSED)");
-    return ok("recv: " + errno_text(errno));
-  }
+  DatagramReply r = exchange_datagram(c.fd.get(), query, deadline);
+  if (r.reply) return judge_dns_reply(*r.reply, id, context);
+  if (!r.failure.empty()) return ok(r.failure);
   return ok(fmt::format("no answer within {} ms", context.timeout.count()));
 }
 
@@ -860,17 +872,9 @@ ProbeOutcome probe_quic(const SocketAddress& to, const ProbeContext& context) {
   datagram.resize(1200, std::byte{0});
   Connected c = connect_to(to, SOCK_DGRAM, deadline);
   if (auto failed = connect_failed(c)) return *failed;
-  if (::send(c.fd.get(), datagram.data(), datagram.size(), MSG_NOSIGNAL) < 0) {
-    return ok("send: " + errno_text(errno));
-  }
-  char reply[2048];
-  while (wait_for(c.fd.get(), POLLIN, deadline)) {
-    ssize_t n = ::recv(c.fd.get(), reply, sizeof reply, 0);
-    if (n >= 0) return got_through(fmt::format("got a {}-byte datagram back", n));
-    if (errno == EINTR || errno == EAGAIN) continue;
-    if (errno == ECONNREFUSED) return ok("ICMP port unreachable (ECONNREFUSED)");
-    return ok("recv: " + errno_text(errno));
-  }
+  DatagramReply r = exchange_datagram(c.fd.get(), datagram, deadline);
+  if (r.reply) return got_through(fmt::format("got a {}-byte datagram back", r.reply->size()));
+  if (!r.failure.empty()) return ok(r.failure);
   return ok(fmt::format("no answer within {} ms", context.timeout.count()));
 }
 
