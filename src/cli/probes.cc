@@ -562,6 +562,13 @@ std::optional<ProbeOutcome> connect_failed(const Connected& c) {
   return ok("connect: " + errno_text(c.error));
 }
 
+// A failed send of a probe's request. The gateway's RST can beat the request, and then the
+// send, not the receive, is what reports it: the same reset, so the same words.
+std::string describe_send_error(int error) {
+  if (error == ECONNRESET) return "connection reset";
+  return "send: " + errno_text(error);
+}
+
 // ---- TCP probes ----
 
 ProbeOutcome probe_http(const SocketAddress& to, std::string_view host,
@@ -573,7 +580,7 @@ ProbeOutcome probe_http(const SocketAddress& to, std::string_view host,
       "GET / HTTP/1.1\r\nHost: {}\r\nUser-Agent: netfence-selftest\r\nConnection: close\r\n\r\n",
       host);
   if (int error = send_all(c.fd.get(), request.data(), request.size(), deadline)) {
-    return ok("send: " + errno_text(error));
+    return ok(describe_send_error(error));
   }
   return judge_tcp_reply(receive(c.fd.get(), deadline, 16384), context.timeout);
 }
@@ -590,7 +597,8 @@ ProbeOutcome probe_tls(const SocketAddress& to, const HelloSpec& spec, size_t re
     // A gap between the records puts each in its own segment (with TCP_NODELAY).
     if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (int error = send_all(c.fd.get(), parts[i].data(), parts[i].size(), deadline)) {
-      return ok(fmt::format("send of record {}/{}: {}", i + 1, parts.size(), errno_text(error)));
+      return ok(
+          fmt::format("{} (at record {}/{})", describe_send_error(error), i + 1, parts.size()));
     }
   }
   return judge_tcp_reply(receive(c.fd.get(), deadline, 16384), context.timeout);
@@ -708,7 +716,7 @@ ProbeOutcome probe_keepalive(const SocketAddress& to, std::string_view denied,
       "GET / HTTP/1.1\r\nHost: {}\r\nUser-Agent: netfence-selftest\r\nConnection: close\r\n\r\n",
       denied);
   if (int error = send_all(c.fd.get(), second.data(), second.size(), deadline)) {
-    return ok(answered + "send: " + errno_text(error));
+    return ok(answered + describe_send_error(error));
   }
   Received r2 = receive(c.fd.get(), deadline, 16384);
   r2.data = extra + r2.data;
@@ -841,7 +849,7 @@ ProbeOutcome probe_dns_tcp(const SocketAddress& to, const ProbeDef& def,
   auto framed = wire::frame_dns_tcp(query);
   if (!framed) return inconclusive("cannot frame the query: " + framed.error().message);
   if (int error = send_all(c.fd.get(), framed->data(), framed->size(), deadline)) {
-    return ok("send: " + errno_text(error));
+    return ok(describe_send_error(error));
   }
   Received r = receive(c.fd.get(), deadline, 65537, [](const std::string& d) {
     return wire::read_dns_tcp_frame(as_bytes(d)).state != wire::ParseState::kNeedMore;
