@@ -70,6 +70,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/fd_passing.h"
 #include "sandbox/netlink.h"
 #include "sandbox/nftables.h"
 
@@ -109,70 +110,40 @@ std::string errno_text(int error) {
 // child ignores that (the parent is gone or gave up), the parent turns it into an Error.
 bool send_message(int fd, MessageKind kind, int exit_code, std::string_view text,
                   std::span<const int> fds = {}) {
-  MessageHeader header{kind, exit_code};
+  static_assert(kListenerCount <= kMaxPassedFds);
+  struct {
+    MessageHeader header;
+    char text[kMaxText];
+  } message{{kind, exit_code}, {}};
   if (text.size() > kMaxText) text = text.substr(0, kMaxText);
-  iovec parts[2] = {{&header, sizeof header}, {const_cast<char*>(text.data()), text.size()}};
-  msghdr message{};
-  message.msg_iov = parts;
-  message.msg_iovlen = text.empty() ? 1 : 2;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kListenerCount)] = {};
-  if (!fds.empty()) {
-    if (fds.size() > kListenerCount) return false;
-    message.msg_control = control;
-    message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* header_cmsg = CMSG_FIRSTHDR(&message);
-    header_cmsg->cmsg_level = SOL_SOCKET;
-    header_cmsg->cmsg_type = SCM_RIGHTS;
-    header_cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(header_cmsg), fds.data(), sizeof(int) * fds.size());
-  }
-  for (;;) {
-    if (::sendmsg(fd, &message, MSG_NOSIGNAL) >= 0) return true;
-    if (errno != EINTR) return false;
-  }
+  std::memcpy(message.text, text.data(), text.size());
+  auto bytes = std::as_bytes(std::span(&message, 1)).first(sizeof(MessageHeader) + text.size());
+  return fds.size() <= kListenerCount && send_with_fds(fd, bytes, fds) == 0;
 }
 
 Result<Message> receive_message(int fd) {
-  MessageHeader header{};
-  char text[kMaxText];
-  iovec parts[2] = {{&header, sizeof header}, {text, sizeof text}};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kListenerCount)] = {};
-  msghdr message{};
-  message.msg_iov = parts;
-  message.msg_iovlen = 2;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  struct {
+    MessageHeader header;
+    char text[kMaxText];
+  } message{};
+  ReceivedMessage received = receive_with_fds(fd, std::as_writable_bytes(std::span(&message, 1)));
   // ECONNRESET: the child died with unread data from us; same meaning as EOF.
-  if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+  if (received.size == 0 || (received.size < 0 && received.error == ECONNRESET)) {
     Message eof;
     eof.eof = true;
     return eof;
   }
-  if (n < 0) return fail("cannot read from the sandbox control channel: " + errno_text(errno));
-
+  if (received.size < 0) {
+    return fail("cannot read from the sandbox control channel: " + errno_text(received.error));
+  }
+  if (received.truncated) return fail("truncated message on the sandbox control channel");
+  auto size = static_cast<size_t>(received.size);
+  if (size < sizeof(MessageHeader)) return fail("short message on the sandbox control channel");
   Message result;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int received;
-      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof received);
-      result.fds.emplace_back(received);
-    }
-  }
-  if ((message.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0) {
-    return fail("truncated message on the sandbox control channel");
-  }
-  if (static_cast<size_t>(n) < sizeof header) {
-    return fail("short message on the sandbox control channel");
-  }
-  result.kind = header.kind;
-  result.exit_code = header.exit_code;
-  result.text.assign(text, static_cast<size_t>(n) - sizeof header);
+  result.kind = message.header.kind;
+  result.exit_code = message.header.exit_code;
+  result.text.assign(message.text, size - sizeof(MessageHeader));
+  result.fds = std::move(received.fds);
   return result;
 }
 
