@@ -49,10 +49,18 @@ std::string suggestion(const std::string& name, const policy::IpAddress& address
 
 }  // namespace
 
-size_t max_connections_for_fd_limit(uint64_t fd_limit) {
+ConnectionLimits connection_limits_for_fd_limit(uint64_t fd_limit) {
   uint64_t reserve = std::min<uint64_t>(256, fd_limit / 4);
-  uint64_t connections = (fd_limit - reserve) / 2;
-  return static_cast<size_t>(std::clamp<uint64_t>(connections, 1, kMaxConnectionsCap));
+  auto per_table =
+      static_cast<size_t>(std::clamp<uint64_t>((fd_limit - reserve) / 2, 1, kMaxConnectionsCap));
+  ConnectionLimits limits{};
+  limits.held_here = per_table;
+  limits.local_relays = per_table - std::min<size_t>(per_table / 4, 1024);
+  limits.relays_per_worker = per_table;
+  size_t beyond = kMaxConnectionsCap - per_table;
+  limits.relay_workers = std::min(kMaxRelayWorkers, (beyond + per_table - 1) / per_table);
+  limits.max_connections = std::min(kMaxConnectionsCap, per_table * (1 + limits.relay_workers));
+  return limits;
 }
 
 std::vector<std::byte> tls_access_denied_alert() {
@@ -113,6 +121,10 @@ Gateway::Gateway(asio::any_io_executor executor, const policy::Policy& policy,
   // splice(2) into a socket the peer has reset raises SIGPIPE (it has no MSG_NOSIGNAL); the
   // relay handles EPIPE itself. The sandbox child resets every disposition before exec.
   ::signal(SIGPIPE, SIG_IGN);
+  if (options_.relay_workers > 0) {
+    workers_ = std::make_unique<RelayWorkers>(executor_, options_.relay_workers,
+                                              options_.relays_per_worker);
+  }
 }
 
 Result<void> Gateway::serve(UniqueFd listener) {
@@ -132,6 +144,7 @@ void Gateway::stop() {
   stopped_ = true;
   asio::error_code ec;
   for (auto& a : acceptors_) a->close(ec);
+  if (workers_) workers_->stop();
 }
 
 asio::awaitable<void> Gateway::accept_loop(std::shared_ptr<tcp::acceptor> acceptor) {
@@ -246,11 +259,16 @@ asio::awaitable<void> Gateway::handle(tcp::socket socket) {
   }
   c.dst = *dst;
   c.dst_text = endpoint_text(c.dst.address, c.dst.port);
-  if (stats_.active >= options_.max_connections) {
+  if (stats_.active >= options_.max_connections ||
+      stats_.active - stats_.on_workers >= options_.held_here) {
     c.reason_override = "too_many_connections";
     refuse(c, "connect",
-           gateway_denial(fmt::format("over the limit of {} concurrent connections",
-                                      options_.max_connections)));
+           gateway_denial(stats_.active >= options_.max_connections
+                              ? fmt::format("over the limit of {} concurrent connections",
+                                            options_.max_connections)
+                              : fmt::format("over the limit of {} connections being judged "
+                                            "or relayed on the gateway's thread",
+                                            options_.held_here)));
     co_return;
   }
   ++stats_.active;
@@ -588,7 +606,18 @@ asio::awaitable<void> Gateway::connect_and_relay(Connection& c, const Decision& 
       log_close(c, RelayResult{}, "reset");
       co_return;
     }
-    r = co_await relay(c.client, server.value(), pool_, options_.idle_timeout);
+    std::optional<RelayResult> spilled;
+    if (workers_ && stats_.active - stats_.on_workers > options_.local_relays) {
+      // This thread's descriptor table is kept for connections still being judged.
+      ++stats_.on_workers;
+      spilled = co_await workers_->relay(c.client, server.value(), options_.idle_timeout);
+      --stats_.on_workers;
+    }
+    if (spilled) {
+      r = *spilled;
+    } else {
+      r = co_await relay(c.client, server.value(), pool_, options_.idle_timeout);
+    }
     r.bytes_up += c.first_bytes.size();
   }
   r.bytes_down += c.early_down;

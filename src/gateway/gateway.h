@@ -23,7 +23,8 @@
 // 403 naming the decision and the rule that would allow it, anything else a reset. Every
 // connection is one "connect" event in the decision log, and one "close" event when an allowed
 // connection ends (bytes each way, duration). Single-threaded: the gateway, DNS server,
-// resolver and learned table share one executor.
+// resolver and learned table share one executor; only relays beyond what this thread's
+// descriptor table holds move to relay workers (relay_workers.h), which touch nothing else.
 #pragma once
 
 #include <asio/any_io_executor.hpp>
@@ -43,6 +44,7 @@
 #include "dns/learned.h"
 #include "dns/resolver.h"
 #include "gateway/relay.h"
+#include "gateway/relay_workers.h"
 #include "policy/policy.h"
 
 namespace netfence::gateway {
@@ -63,9 +65,18 @@ struct Options {
   std::chrono::milliseconds first_bytes_timeout{5'000};  // step 4: the client must speak
   std::chrono::milliseconds inspect_timeout{5'000};      // step 3: once its first byte came
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};
-  // Over this many, a connection is refused (too_many_connections). `netfence run` sets it with
-  // max_connections_for_fd_limit().
+  // Over this many, a connection is refused (too_many_connections). `netfence run` sets this
+  // and the three below with connection_limits_for_fd_limit().
   size_t max_connections = 8192;
+  // Relay workers (relay_workers.h): once more than `local_relays` connections hold their
+  // sockets on the gateway's own thread, further relays move to worker threads with descriptor
+  // tables of their own, at most `relays_per_worker` on each of at most `relay_workers`; a
+  // connection that arrives while `held_here` connections are on this thread is refused
+  // (too_many_connections). No workers: everything stays on this thread.
+  size_t local_relays = SIZE_MAX;
+  size_t held_here = SIZE_MAX;
+  size_t relay_workers = 0;
+  size_t relays_per_worker = 0;
   // Dial by name (step 4) resolves through this instead of the Resolver when set (tests).
   std::function<asio::awaitable<Result<std::vector<policy::IpAddress>>>(const std::string&)>
       resolve;
@@ -77,6 +88,7 @@ struct Stats {
   uint64_t denied = 0;
   uint64_t dial_failures = 0;
   uint64_t active = 0;
+  uint64_t on_workers = 0;  // of the active ones, relays carried by relay workers
   uint64_t bytes_up = 0;
   uint64_t bytes_down = 0;
 };
@@ -122,19 +134,32 @@ class Gateway {
   EventLog& log_;
   Options options_;
   BufferPool pool_;
+  std::unique_ptr<RelayWorkers> workers_;  // only with Options::relay_workers
   Stats stats_;
   uint64_t next_id_ = 0;
   bool stopped_ = false;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
 };
 
-// How many connections a gateway can carry with `fd_limit` file descriptors (RLIMIT_NOFILE):
-// two each (the client's socket and the dialed one) once a reserve is set aside for the
-// listeners, DNS and UDP sockets and the log (a quarter of the limit, at most 256); at least 1,
-// at most kMaxConnectionsCap (a memory bound). Beyond it a connection is refused with
-// too_many_connections instead of failing for want of a descriptor.
+// How many connections a gateway can carry with `fd_limit` file descriptors (RLIMIT_NOFILE, a
+// bound on each descriptor table). A table holds two per connection (the client's socket and
+// the dialed one) once a reserve is set aside for the listeners, DNS and UDP sockets, the log
+// and the event loop (a quarter of the limit, at most 256): `per_table` connections, at least
+// 1. The gateway's thread keeps room for connections still being judged (a quarter of its
+// table, at most 1,024) and relays the rest of its share itself; relay workers (each a table)
+// carry the others. In all at most kMaxConnectionsCap (a memory bound), at most
+// kMaxRelayWorkers workers. Beyond it a connection is refused with too_many_connections
+// instead of failing for want of a descriptor.
 inline constexpr size_t kMaxConnectionsCap = 65536;
-size_t max_connections_for_fd_limit(uint64_t fd_limit);
+inline constexpr size_t kMaxRelayWorkers = 8;
+struct ConnectionLimits {
+  size_t max_connections;
+  size_t held_here;  // per_table
+  size_t local_relays;
+  size_t relay_workers;
+  size_t relays_per_worker;
+};
+ConnectionLimits connection_limits_for_fd_limit(uint64_t fd_limit);
 
 // What a denied client is told, in its own protocol (SPEC 1.3).
 std::vector<std::byte> tls_access_denied_alert();

@@ -2,9 +2,11 @@
 # `netfence run` under load (issue 6), with bounded counts and times, in the test world:
 #   - 10,000 concurrent idle connections through one sandbox: held (every one echoes a byte
 #     afterwards) within netfence's connection cap, which it derives from RLIMIT_NOFILE (two
-#     descriptors per connection; gateway.h max_connections_for_fd_limit); any over the cap are
-#     refused (too_many_connections). Prints netfence's memory per connection (VmRSS) and
-#     checks only a generous bound (< 64 KiB).
+#     descriptors per connection in each descriptor table; beyond its own table's share the
+#     gateway moves relays to worker threads with tables of their own: gateway.h
+#     connection_limits_for_fd_limit); any over the cap are refused (too_many_connections).
+#     Prints netfence's memory per connection (VmRSS) and checks only a generous bound
+#     (< 64 KiB), and that the relays beyond the gateway's share left its table.
 #   - 1,000 connections opened at once from one sandbox, allowed and denied IPs and SNIs mixed:
 #     each is judged right (allowed ones served by the right server, denied ones refused) and the
 #     decision log has exactly the right counts.
@@ -24,13 +26,19 @@ ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 log_count() { grep -cE -- "$1" "$W_DIR/nf.log"; }
 
 # --- 10,000 concurrent idle connections ---------------------------------------------------------
-# netfence raises its soft RLIMIT_NOFILE to the hard limit and carries at most
-# (limit - min(256, limit / 4)) / 2 connections (at most 65536). The client and the servers
-# raise theirs too; with a hard limit under 20,256 netfence cannot hold all 10,000 (it needs
-# two descriptors for each), and the test says so.
+# netfence raises its soft RLIMIT_NOFILE to the hard limit. Each descriptor table (the
+# gateway's thread, each relay worker) carries per=(limit - min(256, limit / 4)) / 2
+# connections; the gateway relays per - min(per / 4, 1024) itself and moves the rest to at most
+# 8 workers; at most 65536 in all. The client and the servers raise their limits too.
 hard=$(ulimit -Hn)
 reserve=$((hard / 4 < 256 ? hard / 4 : 256))
-cap=$(((hard - reserve) / 2))
+per=$(((hard - reserve) / 2))
+[ "$per" -gt 65536 ] && per=65536
+[ "$per" -lt 1 ] && per=1
+local_relays=$((per - (per / 4 < 1024 ? per / 4 : 1024)))
+workers=$(((65536 - per + per - 1) / per))
+[ "$workers" -gt 8 ] && workers=8
+cap=$((per * (1 + workers)))
 [ "$cap" -gt 65536 ] && cap=65536
 want=10000
 [ "$want" -gt $((hard - 100)) ] && want=$((hard - 100))  # the client's own descriptors
@@ -53,13 +61,16 @@ if wait_for 100 test -f "$h/hold-started"; then
   open_ms=$(ms_since "$t")
   sleep 0.5  # connections over the cap are refused by now; none more reach the server
   rss1=$(rss_kib "$BG_PID")
+  threads=$(awk '/^Threads:/ {print $2}' "/proc/$BG_PID/status")
+  table=$(ls "/proc/$BG_PID/fd" | wc -l)  # the main thread's descriptor table
   accepted=$(load_since accept good 7002)
   touch "$h/hold-echo"
   bg_wait 900
   out=$(cat "$W_DIR/bg.out")
   per_conn=$(((rss1 - rss0) * 1024 / (held > 0 ? held : 1)))
   echo "idle connections: $out; server accepted $accepted in ${open_ms} ms;" \
-    "netfence VmRSS ${rss0} KiB -> ${rss1} KiB: ${per_conn} bytes per connection"
+    "netfence VmRSS ${rss0} KiB -> ${rss1} KiB: ${per_conn} bytes per connection;" \
+    "$threads threads, $table descriptors in the gateway's table"
   check_eq "idle connections: netfence exits with the command's code" "$BG_CODE" 0
   refused_text=$([ "$want" -gt "$held" ] && echo "reset:$((want - held))" || echo "-")
   check_match "idle connections: the rest ($((want - held))) were reset, nothing else failed" "$out" "failed=$refused_text\$"
@@ -70,6 +81,13 @@ if wait_for 100 test -f "$h/hold-started"; then
   check_eq "idle connections: one allowed connect event per held connection" \
     "$(log_count '"event":"connect".*"verdict":"allow"')" "$held"
   check "idle connections: memory per connection ${per_conn} B < 64 KiB" test "$per_conn" -lt 65536
+  if [ "$held" -gt "$local_relays" ]; then
+    spilled=$(((held - local_relays + per - 1) / per))
+    check "idle connections: relays beyond the gateway's $local_relays went to worker threads" \
+      test "$threads" -ge $((1 + spilled))
+    check "idle connections: the gateway's table holds its share, not all $((2 * held)) sockets" \
+      test "$table" -le $((2 * local_relays + 256))
+  fi
   wait_for 100 eval '[ "$(load_since close good 7002)" -ge "$held" ]'
   check_eq "idle connections: the server saw them all closed" "$(load_since close good 7002)" "$held"
 else

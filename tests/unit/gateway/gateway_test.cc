@@ -584,17 +584,6 @@ TEST_F(GatewayTest, SilentClientIsClosedAfterFirstBytesTimeoutWhileOthersAreServ
   EXPECT_NE(field(e, "detail").find("within 200 ms"), std::string::npos) << field(e, "detail");
 }
 
-TEST(MaxConnectionsForFdLimit, TwoDescriptorsEachAfterAReserve) {
-  // A quarter of the limit, at most 256, stays for listeners, DNS and UDP sockets and the log.
-  EXPECT_EQ(max_connections_for_fd_limit(64), 24u);
-  EXPECT_EQ(max_connections_for_fd_limit(1024), 384u);
-  EXPECT_EQ(max_connections_for_fd_limit(20000), 9872u);  // too few for 10,000 connections
-  EXPECT_EQ(max_connections_for_fd_limit(20256), 10000u);
-  EXPECT_EQ(max_connections_for_fd_limit(1u << 20), kMaxConnectionsCap);  // a memory bound
-  EXPECT_EQ(max_connections_for_fd_limit(2), 1u);                         // never zero
-  EXPECT_EQ(max_connections_for_fd_limit(0), 1u);
-}
-
 TEST_F(GatewayTest, ConnectionsOverTheLimitAreResetUntilOthersClose) {
   Server server = listen_on("127.0.0.2");
   ASSERT_NO_FATAL_FAILURE(start({"127.0.0.2"}, {}, [](Options& o) { o.max_connections = 2; }));
