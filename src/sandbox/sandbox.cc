@@ -116,7 +116,7 @@ bool send_message(int fd, MessageKind kind, int exit_code, std::string_view text
     char text[kMaxText];
   } message{{kind, exit_code}, {}};
   if (text.size() > kMaxText) text = text.substr(0, kMaxText);
-  std::memcpy(message.text, text.data(), text.size());
+  if (!text.empty()) std::memcpy(message.text, text.data(), text.size());
   auto bytes = std::as_bytes(std::span(&message, 1)).first(sizeof(MessageHeader) + text.size());
   return fds.size() <= kListenerCount && send_with_fds(fd, bytes, fds) == 0;
 }
