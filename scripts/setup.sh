@@ -10,7 +10,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
   # libraries
   libasio-dev libfmt-dev libcli11-dev nlohmann-json3-dev libidn2-dev libpsl-dev publicsuffix
-  libcap-dev libnftables-dev libnftnl-dev libmnl-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libcap-dev libnftables-dev libnftnl-dev libmnl-dev libunistring-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   # run time and the tests' real clients and servers
   nftables iproute2 procps util-linux dnsutils curl openssl python3 netcat-openbsd
   # the test world's DNS server, and the DNS benchmark's load generator
