@@ -2,7 +2,8 @@
 """Small helpers for bench/compare.sh (the peer comparison, issue 7). Not a benchmark itself.
 
   median-ms RUNS CMD [--- CMD]...
-                             run each CMD RUNS times, in turn (after one warm-up run each);
+                             run each CMD once (warm-up), then RUNS times back to back, one
+                             CMD after the other;
                              print "median_ms=M min_ms=N failures=F" (wall time of each run)
                              or "failed: <why>", one line per CMD
   iperf FILE                 print the receiver's rate in Mbit/s from `iperf3 -J` output,
@@ -37,8 +38,7 @@ def raise_nofile():
 
 
 def median_ms(runs, argv):
-    """Commands separated by "---" run in turn (so a burst of load hits each alike); one line
-    per command, in order."""
+    """Commands separated by "---"; one line per command, in order."""
     cmds, cur = [], []
     for a in argv + ["---"]:
         if a == "---":
@@ -65,12 +65,16 @@ def median_ms(runs, argv):
         killer.cancel()
         return elapsed, rc
 
-    for cmd in cmds:
-        once(cmd)  # warm-up: page cache, first-exec costs
+    # One command at a time, as hyperfine does: a warm-up run, then RUNS timed runs back to back.
+    # Taking turns instead put each command right after another one's exit, and the kernel's
+    # teardown of pasta's namespace and tap device (after pasta exits, under the locks the next
+    # command's namespace and links need) made whatever ran next 1.2 ms slower; pausing between
+    # runs instead lets the idle CPUs sleep and slows every command by ~1 ms.
     times = [[] for _ in cmds]
     failures = [0 for _ in cmds]
-    for _ in range(runs):
-        for i, cmd in enumerate(cmds):
+    for i, cmd in enumerate(cmds):
+        once(cmd)  # warm-up: page cache, first-exec costs, the previous command's teardown
+        for _ in range(runs):
             ms, rc = once(cmd)
             if rc != 0:
                 failures[i] += 1
