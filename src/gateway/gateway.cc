@@ -56,10 +56,14 @@ ConnectionLimits connection_limits_for_fd_limit(uint64_t fd_limit) {
   ConnectionLimits limits{};
   limits.held_here = per_table;
   limits.local_relays = per_table - std::min<size_t>(per_table / 4, 1024);
-  limits.relays_per_worker = per_table;
+  // A worker's table also holds its splice pipes (two descriptors per direction in flight): an
+  // eighth of its share, at most 256 connections' worth, stays free for them.
+  limits.relays_per_worker = per_table - std::min<size_t>(per_table / 8, 256);
   size_t beyond = kMaxConnectionsCap - per_table;
-  limits.relay_workers = std::min(kMaxRelayWorkers, (beyond + per_table - 1) / per_table);
-  limits.max_connections = std::min(kMaxConnectionsCap, per_table * (1 + limits.relay_workers));
+  limits.relay_workers = std::min(
+      kMaxRelayWorkers, (beyond + limits.relays_per_worker - 1) / limits.relays_per_worker);
+  limits.max_connections =
+      std::min(kMaxConnectionsCap, per_table + limits.relay_workers * limits.relays_per_worker);
   return limits;
 }
 

@@ -146,10 +146,10 @@ class Gateway {
 // the dialed one) once a reserve is set aside for the listeners, DNS and UDP sockets, the log
 // and the event loop (a quarter of the limit, at most 256): `per_table` connections, at least
 // 1. The gateway's thread keeps room for connections still being judged (a quarter of its
-// table, at most 1,024) and relays the rest of its share itself; relay workers (each a table)
-// carry the others. In all at most kMaxConnectionsCap (a memory bound), at most
-// kMaxRelayWorkers workers. Beyond it a connection is refused with too_many_connections
-// instead of failing for want of a descriptor.
+// share, at most 1,024) and relays the rest of its share itself; relay workers (each a table)
+// carry the others, each its share less room for its splice pipes (an eighth, at most 256). In all
+// at most kMaxConnectionsCap (a memory bound), at most kMaxRelayWorkers workers. Beyond it a
+// connection is refused with too_many_connections instead of failing for want of a descriptor.
 inline constexpr size_t kMaxConnectionsCap = 65536;
 inline constexpr size_t kMaxRelayWorkers = 8;
 struct ConnectionLimits {

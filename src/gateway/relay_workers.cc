@@ -70,18 +70,9 @@ std::optional<tcp::socket> adopt(asio::io_context& io, UniqueFd& fd) {
   return socket;
 }
 
-// Worker side: relays one job's sockets, then answers.
-asio::awaitable<void> carry(asio::io_context& io, std::shared_ptr<stream_descriptor> channel,
-                            Job job, std::vector<UniqueFd> fds, BufferPool& pool) {
-  Done done{job.id, {}};
-  std::optional<tcp::socket> client = adopt(io, fds[0]);
-  std::optional<tcp::socket> server = adopt(io, fds[1]);
-  if (client && server) {
-    done.result =
-        co_await relay(*client, *server, pool, std::chrono::milliseconds(job.idle_timeout_ms));
-  } else {
-    done.result.reset = true;  // not two TCP sockets: closed unused
-  }
+// Worker side: sends an answer, waiting for room in the channel (the gateway waits for every
+// answer: one lost would hold its connection forever).
+asio::awaitable<void> answer(std::shared_ptr<stream_descriptor> channel, Done done) {
   for (;;) {
     ssize_t n = ::send(channel->native_handle(), &done, sizeof done, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == static_cast<ssize_t>(sizeof done)) co_return;
@@ -94,6 +85,21 @@ asio::awaitable<void> carry(asio::io_context& io, std::shared_ptr<stream_descrip
     }
     co_return;  // the gateway is gone
   }
+}
+
+// Worker side: relays one job's sockets, then answers.
+asio::awaitable<void> carry(asio::io_context& io, std::shared_ptr<stream_descriptor> channel,
+                            Job job, std::vector<UniqueFd> fds, BufferPool& pool) {
+  Done done{job.id, {}};
+  std::optional<tcp::socket> client = adopt(io, fds[0]);
+  std::optional<tcp::socket> server = adopt(io, fds[1]);
+  if (client && server) {
+    done.result =
+        co_await relay(*client, *server, pool, std::chrono::milliseconds(job.idle_timeout_ms));
+  } else {
+    done.result.reset = true;  // not two TCP sockets: closed unused
+  }
+  co_await answer(std::move(channel), done);
 }
 
 // Worker side: takes jobs until the gateway's end shuts down.
@@ -113,10 +119,12 @@ asio::awaitable<void> take_jobs(asio::io_context& io, int channel_fd, BufferPool
         co_return;
       }
       if (m.size != static_cast<ssize_t>(sizeof job) || m.truncated || m.fds.size() != 2) {
-        m.fds.clear();  // not a job this side sent: close whatever came
+        // Not a whole job (this table had no room for the sockets, or the message is not one
+        // the gateway sends): close whatever came, and say so.
+        m.fds.clear();
         Done refused{job.id, {}};
         refused.result.reset = true;
-        ::send(channel->native_handle(), &refused, sizeof refused, MSG_DONTWAIT | MSG_NOSIGNAL);
+        asio::co_spawn(io, answer(channel, refused), asio::detached);
         continue;
       }
       asio::co_spawn(io, carry(io, channel, job, std::move(m.fds), pool), asio::detached);
@@ -179,30 +187,34 @@ size_t RelayWorkers::active() const {
   return total;
 }
 
-RelayWorkers::Worker* RelayWorkers::pick() {
+std::shared_ptr<RelayWorkers::Worker> RelayWorkers::pick() {
   if (stopped_ || relays_per_worker_ == 0) return nullptr;
+  size_t live = 0;
   for (auto& w : workers_) {
-    if (!w->failed && w->active < relays_per_worker_) return w.get();
+    if (w->failed) continue;
+    ++live;
+    if (w->active < relays_per_worker_) return w;
   }
+  // A worker that failed may be replaced, but not without end.
+  if (live >= max_workers_ || workers_.size() >= 2 * max_workers_) return nullptr;
   return start_worker();
 }
 
-RelayWorkers::Worker* RelayWorkers::start_worker() {
-  if (cannot_start_ || workers_.size() >= max_workers_) return nullptr;
+std::shared_ptr<RelayWorkers::Worker> RelayWorkers::start_worker() {
+  if (cannot_start_) return nullptr;
   int ends[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, ends) != 0) {
     return nullptr;  // short of descriptors now; perhaps not later
   }
   UniqueFd here(ends[0]);
   UniqueFd there(ends[1]);
-  auto w = std::make_unique<Worker>();
+  auto w = std::make_shared<Worker>();
   std::promise<int> started;
   std::future<int> ready = started.get_future();
   try {
     w->thread = std::thread(run_worker, there.get(), std::move(started));
   } catch (const std::system_error&) {
-    cannot_start_ = true;
-    return nullptr;
+    return nullptr;  // no thread now (EAGAIN); perhaps later
   }
   if (ready.get() != 0) {  // no private descriptor table: a worker would not help
     w->thread.join();
@@ -211,12 +223,13 @@ RelayWorkers::Worker* RelayWorkers::start_worker() {
   }
   there.reset();  // this table's copy; the worker's own stays open in its table
   w->channel = std::make_unique<stream_descriptor>(executor_, here.release());
-  Worker& worker = *workers_.emplace_back(std::move(w));
-  asio::co_spawn(executor_, read_results(worker), asio::detached);
-  return &worker;
+  workers_.push_back(w);
+  asio::co_spawn(executor_, read_results(w), asio::detached);
+  return w;
 }
 
-asio::awaitable<void> RelayWorkers::read_results(Worker& w) {
+asio::awaitable<void> RelayWorkers::read_results(std::shared_ptr<Worker> worker) {
+  Worker& w = *worker;
   int fd = w.channel->native_handle();
   bool open = true;
   while (open) {
@@ -245,8 +258,8 @@ asio::awaitable<void> RelayWorkers::read_results(Worker& w) {
 
 asio::awaitable<std::optional<RelayResult>> RelayWorkers::relay(
     tcp::socket& client, tcp::socket& server, std::chrono::milliseconds idle_timeout) {
-  Worker* w = pick();
-  if (w == nullptr) co_return std::nullopt;
+  std::shared_ptr<Worker> w = pick();
+  if (!w) co_return std::nullopt;
   ++w->active;  // its room is taken before any wait below lets another relay pick
   Job job{++next_id_, idle_timeout.count()};
   const int fds[2] = {client.native_handle(), server.native_handle()};
@@ -264,8 +277,12 @@ asio::awaitable<std::optional<RelayResult>> RelayWorkers::relay(
     co_return std::nullopt;
   }
   // The message holds the sockets until the worker takes them; this table needs them no more.
-  client.close(ec);
-  server.close(ec);
+  // release() first: it takes them out of this thread's epoll set, which close() would not,
+  // since the sockets live on (epoll forgets a socket only when its last descriptor closes).
+  for (tcp::socket* s : {&client, &server}) {
+    UniqueFd released(s->release(ec));
+    if (ec) s->close(ec);
+  }
   auto pending = std::make_shared<Pending>(executor_);
   w->pending.emplace(job.id, pending);
   if (!w->failed && !pending->result) {

@@ -36,8 +36,9 @@ namespace netfence::gateway {
 
 class RelayWorkers {
  public:
-  // At most `max_workers` workers, each carrying at most `relays_per_worker` relays. Nothing
-  // starts until relay() needs it.
+  // At most `max_workers` workers at a time (one that failed may be replaced, up to twice that
+  // in all), each carrying at most `relays_per_worker` relays. Nothing starts until relay()
+  // needs it.
   RelayWorkers(asio::any_io_executor executor, size_t max_workers, size_t relays_per_worker);
   RelayWorkers(const RelayWorkers&) = delete;
   RelayWorkers& operator=(const RelayWorkers&) = delete;
@@ -68,17 +69,19 @@ class RelayWorkers {
     std::map<uint64_t, std::shared_ptr<Pending>> pending;
   };
 
-  Worker* pick();
-  Worker* start_worker();
-  asio::awaitable<void> read_results(Worker& worker);
+  std::shared_ptr<Worker> pick();
+  std::shared_ptr<Worker> start_worker();
+  asio::awaitable<void> read_results(std::shared_ptr<Worker> worker);
 
   asio::any_io_executor executor_;
   size_t max_workers_;
   size_t relays_per_worker_;
   bool stopped_ = false;
-  bool cannot_start_ = false;  // unshare(CLONE_FILES) or a thread was refused once: never again
+  bool cannot_start_ = false;  // unshare(CLONE_FILES) was refused once: never again
   uint64_t next_id_ = 0;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  // Shared with the coroutines that use them, which may outlive this object (destroyed unrun
+  // with the event loop). A failed worker stays here until destruction (its thread is joined).
+  std::vector<std::shared_ptr<Worker>> workers_;
 };
 
 }  // namespace netfence::gateway

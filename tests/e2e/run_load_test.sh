@@ -26,19 +26,21 @@ ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 log_count() { grep -cE -- "$1" "$W_DIR/nf.log"; }
 
 # --- 10,000 concurrent idle connections ---------------------------------------------------------
-# netfence raises its soft RLIMIT_NOFILE to the hard limit. Each descriptor table (the
-# gateway's thread, each relay worker) carries per=(limit - min(256, limit / 4)) / 2
-# connections; the gateway relays per - min(per / 4, 1024) itself and moves the rest to at most
-# 8 workers; at most 65536 in all. The client and the servers raise their limits too.
+# netfence raises its soft RLIMIT_NOFILE to the hard limit. A descriptor table carries
+# per=(limit - min(256, limit / 4)) / 2 connections; the gateway's thread holds per and relays
+# per - min(per / 4, 1024) itself, and moves the rest to at most 8 workers, each carrying
+# per - min(per / 8, 256) (room for its splice pipes); at most 65536 in all. The client and the
+# servers raise their limits too.
 hard=$(ulimit -Hn)
 reserve=$((hard / 4 < 256 ? hard / 4 : 256))
 per=$(((hard - reserve) / 2))
 [ "$per" -gt 65536 ] && per=65536
 [ "$per" -lt 1 ] && per=1
 local_relays=$((per - (per / 4 < 1024 ? per / 4 : 1024)))
-workers=$(((65536 - per + per - 1) / per))
+per_worker=$((per - (per / 8 < 256 ? per / 8 : 256)))
+workers=$(((65536 - per + per_worker - 1) / per_worker))
 [ "$workers" -gt 8 ] && workers=8
-cap=$((per * (1 + workers)))
+cap=$((per + workers * per_worker))
 [ "$cap" -gt 65536 ] && cap=65536
 want=10000
 [ "$want" -gt $((hard - 100)) ] && want=$((hard - 100))  # the client's own descriptors
@@ -82,7 +84,7 @@ if wait_for 100 test -f "$h/hold-started"; then
     "$(log_count '"event":"connect".*"verdict":"allow"')" "$held"
   check "idle connections: memory per connection ${per_conn} B < 64 KiB" test "$per_conn" -lt 65536
   if [ "$held" -gt "$local_relays" ]; then
-    spilled=$(((held - local_relays + per - 1) / per))
+    spilled=$(((held - local_relays + per_worker - 1) / per_worker))
     check "idle connections: relays beyond the gateway's $local_relays went to worker threads" \
       test "$threads" -ge $((1 + spilled))
     check "idle connections: the gateway's table holds its share, not all $((2 * held)) sockets" \

@@ -158,7 +158,8 @@ TEST_F(GatewayTest, ConnectionsBeingJudgedAreBoundedOnTheGatewaysThread) {
   Client relayed = connect(destination("127.0.0.2", server.port));
   UniqueFd s = server.accept();
   ASSERT_TRUE(s);
-  ASSERT_NO_FATAL_FAILURE(exchange(relayed, s, "r", "R"));  // on a worker: not held here
+  ASSERT_NO_FATAL_FAILURE(exchange(relayed, s, "r", "R"));
+  EXPECT_EQ(stats().on_workers, 1u);  // on a worker: not held here
 
   // No rule for this address: the gateway waits for a name in the first bytes (and dials
   // nothing: the connection is refused or times out before any name comes).
@@ -171,26 +172,61 @@ TEST_F(GatewayTest, ConnectionsBeingJudgedAreBoundedOnTheGatewaysThread) {
   EXPECT_EQ(field(e, "reason"), "too_many_connections");
   EXPECT_NE(field(e, "detail").find("on the gateway's thread"), std::string::npos)
       << field(e, "detail");
+  EXPECT_EQ(stats().active, 2u) << "the connection being judged was refused too";
+}
+
+TEST_F(GatewayTest, AWorkerKeepsNoCopyOfTheGatewaysSockets) {
+  // A worker's table starts as a copy of the gateway's. A copy it kept would keep the socket
+  // open: the gateway's reset of a connection it held when the worker started would not reach
+  // the client (a socket is reset only when its last descriptor closes).
+  Server server = listen_on("127.0.0.2");
+  ASSERT_NO_FATAL_FAILURE(start({"127.0.0.2", "named.example"}, {}, [](Options& o) {
+    spill_after_one(o);
+    o.local_relays = 0;
+    o.first_bytes_timeout = 300ms;
+  }));
+  Client judged = connect(destination(kUnroutableIp, 443));  // waits for a name
+  ASSERT_TRUE(judged.fd);
+  auto deadline = std::chrono::steady_clock::now() + kStepTimeout;
+  while (stats().active < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(stats().active, 1u) << "the gateway did not take the connection";
+
+  // The first relay starts a worker, while `judged` is still in the gateway's table.
+  Client relayed = connect(destination("127.0.0.2", server.port));
+  UniqueFd s = server.accept();
+  ASSERT_TRUE(s);
+  ASSERT_NO_FATAL_FAILURE(exchange(relayed, s, "r", "R"));
+  ASSERT_EQ(stats().on_workers, 1u);
+
+  // No name within the first-bytes timeout: refused with a reset, which the client must see
+  // (its read gives up after kStepTimeout).
+  test::ReadResult r = test::read_to_end(judged.fd.get());
+  EXPECT_EQ(r.data, "");
+  EXPECT_EQ(r.error, ECONNRESET) << "eof=" << r.eof;
+  EXPECT_EQ(field(wait_event(judged, "connect"), "verdict"), "deny");
 }
 
 TEST(ConnectionLimitsForFdLimit, TwoDescriptorsEachPerTableAfterAReserve) {
   // A quarter of the limit, at most 256, stays for listeners, DNS and UDP sockets and the log.
   ConnectionLimits l = connection_limits_for_fd_limit(20000);  // this CI's hard limit
   EXPECT_EQ(l.held_here, 9872u);
-  EXPECT_EQ(l.local_relays, 9872u - 1024u);  // room kept for connections being judged
-  EXPECT_EQ(l.relays_per_worker, 9872u);
-  EXPECT_EQ(l.relay_workers, 6u);  // 8,848 + 6 x 9,872 >= 65,536
+  EXPECT_EQ(l.local_relays, 9872u - 1024u);      // room kept for connections being judged
+  EXPECT_EQ(l.relays_per_worker, 9872u - 256u);  // room for the worker's splice pipes
+  EXPECT_EQ(l.relay_workers, 6u);                // 9,872 + 6 x 9,616 >= 65,536
   EXPECT_EQ(l.max_connections, kMaxConnectionsCap);
 
   l = connection_limits_for_fd_limit(64);
   EXPECT_EQ(l.held_here, 24u);
   EXPECT_EQ(l.local_relays, 18u);
+  EXPECT_EQ(l.relays_per_worker, 21u);
   EXPECT_EQ(l.relay_workers, kMaxRelayWorkers);
-  EXPECT_EQ(l.max_connections, 24u * (1 + kMaxRelayWorkers));
+  EXPECT_EQ(l.max_connections, 24u + 21u * kMaxRelayWorkers);
 
   l = connection_limits_for_fd_limit(1024);
   EXPECT_EQ(l.held_here, 384u);
-  EXPECT_EQ(l.max_connections, 384u * 9u);
+  EXPECT_EQ(l.max_connections, 384u + 8u * 336u);
 
   // Enough descriptors in one table: no workers, the memory bound.
   l = connection_limits_for_fd_limit(1u << 20);
