@@ -181,12 +181,6 @@ void RelayWorkers::stop() {
   for (auto& w : workers_) ::shutdown(w->channel->native_handle(), SHUT_RDWR);
 }
 
-size_t RelayWorkers::active() const {
-  size_t total = 0;
-  for (const auto& w : workers_) total += w->active;
-  return total;
-}
-
 std::shared_ptr<RelayWorkers::Worker> RelayWorkers::pick() {
   if (stopped_ || relays_per_worker_ == 0) return nullptr;
   size_t live = 0;

@@ -55,10 +55,6 @@ class RelayWorkers {
   // Stops every worker: their relays end (seen here as resets); relay() takes no more jobs.
   void stop();
 
-  size_t started() const { return workers_.size(); }
-  // Relays on workers now.
-  size_t active() const;
-
  private:
   struct Pending;
   struct Worker {

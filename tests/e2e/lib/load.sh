@@ -27,15 +27,8 @@ load_cleanup() {
 trap load_cleanup EXIT
 
 load_servers() {
-  in_inet "$W_PY" "$LOAD" serve "$W_DIR" >>"$W_DIR/load-servers.log" 2>&1 &
-  W_PIDS+=($!)
-  for _ in $(seq 1 100); do
-    [ -f "$W_DIR/load.ready" ] && return 0
-    sleep 0.1
-  done
-  echo "load: servers did not start" >&2
-  cat "$W_DIR/load-servers.log" >&2
-  return 1
+  start_until_ready "$W_DIR/load.ready" "$W_DIR/load-servers.log" "load: servers" \
+    in_inet "$W_PY" "$LOAD" serve "$W_DIR"
 }
 
 L_MARK=0

@@ -121,16 +121,26 @@ CONF
   return 1
 }
 
-world_host_self() {
-  in_host python3 "${NETFENCE_SOURCE_DIR}/tests/e2e/lib/servers.py" "$W_DIR" host-self \
-    >>"$W_DIR/servers.log" 2>&1 &
+# start_until_ready READY LOG WHAT CMD...: runs CMD in the background (its pid joins W_PIDS,
+# its output goes to the end of LOG) and waits up to 10 s for the file READY to appear; if it
+# does not, says that WHAT did not start and shows LOG.
+start_until_ready() {
+  local ready=$1 log=$2 what=$3
+  shift 3
+  "$@" >>"$log" 2>&1 &
   W_PIDS+=($!)
   for _ in $(seq 1 100); do
-    [ -f "$W_DIR/hostself.ready" ] && return 0
+    [ -f "$ready" ] && return 0
     sleep 0.1
   done
-  echo "world: host-self servers did not start" >&2
+  echo "$what did not start" >&2
+  cat "$log" >&2
   return 1
+}
+
+world_host_self() {
+  start_until_ready "$W_DIR/hostself.ready" "$W_DIR/servers.log" "world: host-self servers" \
+    in_host python3 "${NETFENCE_SOURCE_DIR}/tests/e2e/lib/servers.py" "$W_DIR" host-self
 }
 
 # Test bookkeeping.
