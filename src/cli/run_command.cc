@@ -224,12 +224,7 @@ int RunCommand::run(std::vector<std::string> argv) const {
   gateway_options.destination = lookup_destination;
   gateway_options.first_bytes_timeout = std::chrono::milliseconds(first_bytes_timeout_ms);
   gateway_options.connect_timeout = std::chrono::milliseconds(connect_timeout_ms);
-  auto limits = gateway::connection_limits_for_fd_limit(raise_fd_limit());
-  gateway_options.max_connections = limits.max_connections;
-  gateway_options.held_here = limits.held_here;
-  gateway_options.local_relays = limits.local_relays;
-  gateway_options.relay_workers = limits.relay_workers;
-  gateway_options.relays_per_worker = limits.relays_per_worker;
+  gateway_options.limits = gateway::connection_limits_for_fd_limit(raise_fd_limit());
   gateway::Gateway gw(io.get_executor(), pol, resolver, learned, *event_log, gateway_options);
 
   sandbox::Listeners& l = box->listeners();

@@ -125,9 +125,9 @@ Gateway::Gateway(asio::any_io_executor executor, const policy::Policy& policy,
   // splice(2) into a socket the peer has reset raises SIGPIPE (it has no MSG_NOSIGNAL); the
   // relay handles EPIPE itself. The sandbox child resets every disposition before exec.
   ::signal(SIGPIPE, SIG_IGN);
-  if (options_.relay_workers > 0) {
-    workers_ = std::make_unique<RelayWorkers>(executor_, options_.relay_workers,
-                                              options_.relays_per_worker);
+  if (options_.limits.relay_workers > 0) {
+    workers_ = std::make_unique<RelayWorkers>(executor_, options_.limits.relay_workers,
+                                              options_.limits.relays_per_worker);
   }
 }
 
@@ -263,16 +263,16 @@ asio::awaitable<void> Gateway::handle(tcp::socket socket) {
   }
   c.dst = *dst;
   c.dst_text = endpoint_text(c.dst.address, c.dst.port);
-  if (stats_.active >= options_.max_connections ||
-      stats_.active - stats_.on_workers >= options_.held_here) {
+  if (stats_.active >= options_.limits.max_connections ||
+      stats_.active - stats_.on_workers >= options_.limits.held_here) {
     c.reason_override = "too_many_connections";
     refuse(c, "connect",
-           gateway_denial(stats_.active >= options_.max_connections
+           gateway_denial(stats_.active >= options_.limits.max_connections
                               ? fmt::format("over the limit of {} concurrent connections",
-                                            options_.max_connections)
+                                            options_.limits.max_connections)
                               : fmt::format("over the limit of {} connections being judged "
                                             "or relayed on the gateway's thread",
-                                            options_.held_here)));
+                                            options_.limits.held_here)));
     co_return;
   }
   ++stats_.active;
@@ -611,7 +611,7 @@ asio::awaitable<void> Gateway::connect_and_relay(Connection& c, const Decision& 
       co_return;
     }
     std::optional<RelayResult> spilled;
-    if (workers_ && stats_.active - stats_.on_workers > options_.local_relays) {
+    if (workers_ && stats_.active - stats_.on_workers > options_.limits.local_relays) {
       // This thread's descriptor table is kept for connections still being judged.
       ++stats_.on_workers;
       spilled = co_await workers_->relay(c.client, server.value(), options_.idle_timeout);

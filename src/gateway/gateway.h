@@ -59,24 +59,30 @@ struct Destination {
 // SO_ORIGINAL_DST; in tests: anything).
 using DestinationLookup = std::function<Result<Destination>(int fd)>;
 
+struct ConnectionLimits {
+  // Over this many, a connection is refused (too_many_connections).
+  size_t max_connections = 8192;
+  // A connection that arrives while this many connections hold their sockets on the gateway's
+  // own thread is refused too (too_many_connections).
+  size_t held_here = SIZE_MAX;
+  // Relay workers (relay_workers.h): once more than `local_relays` connections hold their
+  // sockets on the gateway's thread, further relays move to worker threads with descriptor
+  // tables of their own, at most `relays_per_worker` on each of at most `relay_workers`. No
+  // workers: everything stays on this thread.
+  size_t local_relays = SIZE_MAX;
+  size_t relay_workers = 0;
+  size_t relays_per_worker = 0;
+};
+
 struct Options {
   DestinationLookup destination;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds first_bytes_timeout{5'000};  // step 4: the client must speak
   std::chrono::milliseconds inspect_timeout{5'000};      // step 3: once its first byte came
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};
-  // Over this many, a connection is refused (too_many_connections). `netfence run` sets this
-  // and the three below with connection_limits_for_fd_limit().
-  size_t max_connections = 8192;
-  // Relay workers (relay_workers.h): once more than `local_relays` connections hold their
-  // sockets on the gateway's own thread, further relays move to worker threads with descriptor
-  // tables of their own, at most `relays_per_worker` on each of at most `relay_workers`; a
-  // connection that arrives while `held_here` connections are on this thread is refused
-  // (too_many_connections). No workers: everything stays on this thread.
-  size_t local_relays = SIZE_MAX;
-  size_t held_here = SIZE_MAX;
-  size_t relay_workers = 0;
-  size_t relays_per_worker = 0;
+  // How many connections, and where (relay workers); `netfence run` sets them with
+  // connection_limits_for_fd_limit().
+  ConnectionLimits limits;
   // Dial by name (step 4) resolves through this instead of the Resolver when set (tests).
   std::function<asio::awaitable<Result<std::vector<policy::IpAddress>>>(const std::string&)>
       resolve;
@@ -152,13 +158,6 @@ class Gateway {
 // connection is refused with too_many_connections instead of failing for want of a descriptor.
 inline constexpr size_t kMaxConnectionsCap = 65536;
 inline constexpr size_t kMaxRelayWorkers = 8;
-struct ConnectionLimits {
-  size_t max_connections;
-  size_t held_here;  // per_table
-  size_t local_relays;
-  size_t relay_workers;
-  size_t relays_per_worker;
-};
 ConnectionLimits connection_limits_for_fd_limit(uint64_t fd_limit);
 
 // What a denied client is told, in its own protocol (SPEC 1.3).

@@ -586,7 +586,8 @@ TEST_F(GatewayTest, SilentClientIsClosedAfterFirstBytesTimeoutWhileOthersAreServ
 
 TEST_F(GatewayTest, ConnectionsOverTheLimitAreResetUntilOthersClose) {
   Server server = listen_on("127.0.0.2");
-  ASSERT_NO_FATAL_FAILURE(start({"127.0.0.2"}, {}, [](Options& o) { o.max_connections = 2; }));
+  ASSERT_NO_FATAL_FAILURE(
+      start({"127.0.0.2"}, {}, [](Options& o) { o.limits.max_connections = 2; }));
   const Destination dst = destination("127.0.0.2", server.port);
 
   Client a = connect(dst);

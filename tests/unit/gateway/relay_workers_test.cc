@@ -48,10 +48,10 @@ void exchange(const Client& c, const UniqueFd& s, const std::string& up, const s
 
 // One relay here, then two workers with room for two each, then here again.
 void spill_after_one(Options& o) {
-  o.local_relays = 1;
-  o.held_here = 100;
-  o.relay_workers = 2;
-  o.relays_per_worker = 2;
+  o.limits.local_relays = 1;
+  o.limits.held_here = 100;
+  o.limits.relay_workers = 2;
+  o.limits.relays_per_worker = 2;
 }
 
 TEST_F(GatewayTest, RelaysBeyondTheLocalShareMoveToWorkersAndLeaveThisTable) {
@@ -123,7 +123,7 @@ TEST_F(GatewayTest, StoppingTheGatewayEndsRelaysOnWorkers) {
   Server server = listen_on("127.0.0.2");
   ASSERT_NO_FATAL_FAILURE(start({"127.0.0.2"}, {}, [](Options& o) {
     spill_after_one(o);
-    o.local_relays = 0;
+    o.limits.local_relays = 0;
   }));
   const Destination dst = destination("127.0.0.2", server.port);
   Client c = connect(dst);
@@ -152,8 +152,8 @@ TEST_F(GatewayTest, ConnectionsBeingJudgedAreBoundedOnTheGatewaysThread) {
   Server server = listen_on("127.0.0.2");
   ASSERT_NO_FATAL_FAILURE(start({"127.0.0.2", "named.example"}, {}, [](Options& o) {
     spill_after_one(o);
-    o.local_relays = 0;
-    o.held_here = 1;
+    o.limits.local_relays = 0;
+    o.limits.held_here = 1;
   }));
   Client relayed = connect(destination("127.0.0.2", server.port));
   UniqueFd s = server.accept();
@@ -182,7 +182,7 @@ TEST_F(GatewayTest, AWorkerKeepsNoCopyOfTheGatewaysSockets) {
   Server server = listen_on("127.0.0.2");
   ASSERT_NO_FATAL_FAILURE(start({"127.0.0.2", "named.example"}, {}, [](Options& o) {
     spill_after_one(o);
-    o.local_relays = 0;
+    o.limits.local_relays = 0;
     o.first_bytes_timeout = 300ms;
   }));
   Client judged = connect(destination(kUnroutableIp, 443));  // waits for a name
