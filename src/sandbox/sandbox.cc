@@ -510,9 +510,9 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
     setup_failed(plan, Error{"cannot make mounts private: " + errno_text(errno)});
   }
   // The netlink ruleset names no link but lo (by index 1), so it is loaded on a second thread
-  // while this one builds the links and listeners, and a third installs resolv.conf (its
-  // unmount of the staging tmpfs waits for an RCU grace period, about a millisecond of doing
-  // nothing): the slow steps of the setup overlap. Nothing runs before all are done.
+  // while this one builds the links and listeners, and a third installs resolv.conf and mounts
+  // a fresh sysfs: the slow steps of the setup overlap. Nothing runs before all are done. The
+  // nft binary loader forks, so it waits for the third thread first (see there).
   Result<void> resolv;
   std::thread resolv_installer([&] {
     resolv = install_resolv_conf(plan.resolv_conf);
@@ -537,12 +537,15 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
         loaded = load_ruleset_with_library(plan.ruleset);
         break;
       case NftLoader::kBinary:
+        // nft is forked: a child forked while the staged resolv.conf is open for writing holds
+        // it until its exec, and the staging tmpfs cannot be made read-only (EBUSY).
+        resolv_installer.join();
         loaded = load_ruleset_with_binary(plan.ruleset);
         break;
     }
     if (!loaded) setup_failed(plan, loaded.error());
   }
-  resolv_installer.join();
+  if (resolv_installer.joinable()) resolv_installer.join();
   if (!resolv) setup_failed(plan, resolv.error());
 
   std::vector<int> fds;
