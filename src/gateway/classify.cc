@@ -1,11 +1,13 @@
 #include "gateway/classify.h"
 
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include "gateway/deadline.h"
 #include "wire/http_request.h"
 #include "wire/tls_client_hello.h"
 
@@ -114,11 +116,10 @@ asio::awaitable<Classified> classify(asio::ip::tcp::socket& socket, std::vector<
   Protocol protocol = Protocol::kUnknown;
   wire::ClientHelloReader hello;
   wire::HttpRequestReader http;
-  asio::steady_timer timer(co_await asio::this_coro::executor);
   asio::error_code ec;
   if (first_byte_wait.count() > 0 && buffer.empty()) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, Clock::now() + first_byte_wait);
     asio::error_code timer_ec;
-    timer.expires_at(Clock::now() + first_byte_wait);
     auto ready = co_await (
         socket.async_wait(asio::ip::tcp::socket::wait_read, redirect_error(use_awaitable, ec)) ||
         timer.async_wait(redirect_error(use_awaitable, timer_ec)));
@@ -132,17 +133,21 @@ asio::awaitable<Classified> classify(asio::ip::tcp::socket& socket, std::vector<
       co_return out;
     }
   }
-  timer.expires_at(Clock::now() + timeout);
   if (!buffer.empty() && examine(buffer, protocol, hello, http, out)) co_return out;
+  Deadline deadline(co_await asio::this_coro::executor);
+  deadline.arm(Clock::now() + timeout);
   while (buffer.size() < kCap) {
     size_t old = buffer.size();
     buffer.resize(old + std::min(kReadChunk, kCap - old));
-    asio::error_code timer_ec;
-    auto got =
-        co_await (socket.async_read_some(asio::buffer(buffer.data() + old, buffer.size() - old),
-                                         redirect_error(use_awaitable, ec)) ||
-                  timer.async_wait(redirect_error(use_awaitable, timer_ec)));
-    if (got.index() == 1) {
+    size_t got = 0;
+    if (deadline.fired()) {
+      ec = asio::error::timed_out;  // it passed while bytes were being examined
+    } else {
+      got = co_await socket.async_read_some(
+          asio::buffer(buffer.data() + old, buffer.size() - old),
+          asio::bind_cancellation_slot(deadline.slot(), redirect_error(use_awaitable, ec)));
+    }
+    if (ec && deadline.fired()) {
       buffer.resize(old);
       if (protocol == Protocol::kTls) out.kind = Classified::Kind::kTls;
       if (protocol == Protocol::kHttp) out.kind = Classified::Kind::kHttp;
@@ -155,7 +160,7 @@ asio::awaitable<Classified> classify(asio::ip::tcp::socket& socket, std::vector<
       out.problem = "closed";
       co_return out;
     }
-    buffer.resize(old + std::get<0>(got));
+    buffer.resize(old + got);
     if (examine(buffer, protocol, hello, http, out)) co_return out;
   }
   // Over the cap without a decision: the parsers cap themselves first, so this is only reached

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -15,6 +16,7 @@
 #include "common/socket.h"
 #include "fmt/format.h"
 #include "gateway/classify.h"
+#include "gateway/deadline.h"
 #include "gateway/endpoint.h"
 #include "wire/http_stream.h"
 
@@ -349,13 +351,13 @@ asio::awaitable<void> Gateway::handle_judged(Connection& c) {
 asio::awaitable<Result<tcp::socket>> Gateway::dial(const policy::IpAddress& address,
                                                    uint16_t port) {
   tcp::socket socket(executor_);
-  asio::steady_timer timer(executor_, Clock::now() + options_.connect_timeout);
+  Deadline deadline(executor_);
+  deadline.arm(Clock::now() + options_.connect_timeout);
   asio::error_code ec;
-  asio::error_code timer_ec;
-  auto done = co_await (socket.async_connect(to_endpoint<tcp::endpoint>(address, port),
-                                             redirect_error(use_awaitable, ec)) ||
-                        timer.async_wait(redirect_error(use_awaitable, timer_ec)));
-  if (done.index() == 1) {
+  co_await socket.async_connect(
+      to_endpoint<tcp::endpoint>(address, port),
+      asio::bind_cancellation_slot(deadline.slot(), redirect_error(use_awaitable, ec)));
+  if (ec && deadline.fired()) {
     co_return fail(fmt::format("connecting to {} timed out after {} ms",
                                endpoint_text(address, port), options_.connect_timeout.count()));
   }

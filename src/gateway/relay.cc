@@ -5,17 +5,17 @@
 
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+
+#include "gateway/deadline.h"
 
 namespace netfence::gateway {
 
 using asio::redirect_error;
 using asio::use_awaitable;
 using namespace asio::experimental::awaitable_operators;
-using Clock = std::chrono::steady_clock;
 using asio::ip::tcp;
 
 namespace {
@@ -66,7 +66,7 @@ asio::awaitable<bool> send_all(tcp::socket& socket, const std::vector<std::byte>
 namespace {
 
 struct Shared {
-  Clock::time_point last_activity = Clock::now();
+  IdleWatch& watch;
   bool failed = false;
   bool cut = false;
 };
@@ -120,13 +120,13 @@ asio::awaitable<Spliced> splice_once(tcp::socket& from, tcp::socket& to, BufferP
 asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool, uint64_t& count,
                            Shared& shared) {
   asio::error_code ec;
-  while (true) {
+  while (!shared.watch.fired()) {
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
     if (ec) break;
     if (pool.splice_works()) {
       Spliced moved = co_await splice_once(from, to, pool, count);
       if (moved == Spliced::kMoved) {
-        shared.last_activity = Clock::now();
+        shared.watch.touch();
         continue;
       }
       if (moved == Spliced::kNothing) continue;
@@ -150,7 +150,7 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
                                redirect_error(use_awaitable, ec));
     if (ec) break;
     count += n;
-    shared.last_activity = Clock::now();
+    shared.watch.touch();
   }
   // An error on either side (reset, or the other direction failed and closed us): reset both,
   // so each peer learns at once that the connection is gone.
@@ -182,10 +182,10 @@ asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, uint64_t
                                  redirect_error(use_awaitable, ec));
       if (ec) break;
       count += *n;
-      shared.last_activity = Clock::now();
+      shared.watch.touch();
       pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(*n));
     }
-    if (ec) break;
+    if (ec || shared.watch.fired()) break;
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
     if (ec) break;
     size_t n = from.read_some(asio::buffer(chunk), ec);
@@ -202,21 +202,6 @@ asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, uint64_t
   reset(to);
 }
 
-asio::awaitable<void> watchdog(std::chrono::milliseconds idle, Shared& shared, bool& fired) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  while (true) {
-    auto deadline = shared.last_activity + idle;
-    if (Clock::now() >= deadline) {
-      fired = true;
-      co_return;
-    }
-    timer.expires_at(deadline);
-    asio::error_code ec;
-    co_await timer.async_wait(redirect_error(use_awaitable, ec));
-    if (ec) co_return;
-  }
-}
-
 }  // namespace
 
 namespace {
@@ -226,19 +211,16 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
                                        std::vector<std::byte> initial,
                                        const UpstreamFilter* filter) {
   RelayResult result;
-  Shared shared;
+  IdleWatch watch(co_await asio::this_coro::executor, idle_timeout, client, server);
+  Shared shared{watch};
   asio::error_code ec;
-  client.non_blocking(true, ec);
-  server.non_blocking(true, ec);
+  if (!client.non_blocking()) client.non_blocking(true, ec);
+  if (!server.non_blocking()) server.non_blocking(true, ec);
   auto up = filter != nullptr ? filtered_pump(client, server, result.bytes_up, shared,
                                               std::move(initial), *filter)
                               : pump(client, server, pool, result.bytes_up, shared);
-  auto both = std::move(up) && pump(server, client, pool, result.bytes_down, shared);
-  if (idle_timeout.count() > 0) {
-    co_await (std::move(both) || watchdog(idle_timeout, shared, result.idle_timeout));
-  } else {
-    co_await std::move(both);
-  }
+  co_await (std::move(up) && pump(server, client, pool, result.bytes_down, shared));
+  result.idle_timeout = watch.fired();
   result.reset = shared.failed || result.idle_timeout;
   result.cut = shared.cut;
   if (result.reset) {

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -215,6 +216,31 @@ TEST_F(GatewayTest, IdleConnectionIsResetAfterIdleTimeout) {
   Json close_event = wait_event(c, "close");
   EXPECT_EQ(field(close_event, "reason"), "idle_timeout");
   EXPECT_EQ(number(close_event, "bytes_up"), 0u);
+}
+
+TEST_F(GatewayTest, BytesMovingEitherWayKeepARelayPastItsIdleTimeout) {
+  Server server = listen_on("127.0.0.2");
+  ASSERT_NO_FATAL_FAILURE(start(
+      {"127.0.0.2"}, {}, [](Options& o) { o.idle_timeout = std::chrono::milliseconds(200); }));
+  Client c = connect(destination("127.0.0.2", server.port));
+  UniqueFd s = server.accept();
+  ASSERT_TRUE(s);
+  // Eight rounds 100 ms apart (800 ms, four idle timeouts), alternating directions: the idle
+  // timer is re-armed from the last activity, not fired at its first deadline.
+  for (int i = 0; i < 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    int from = i % 2 == 0 ? c.fd.get() : s.get();
+    int to = i % 2 == 0 ? s.get() : c.fd.get();
+    ASSERT_TRUE(test::write_all(from, "x")) << "round " << i;
+    test::ReadResult got = test::read_exactly(to, 1);
+    ASSERT_EQ(got.data, "x") << "round " << i << ": " << std::strerror(got.error);
+  }
+  // Then silence: reset on both sides after the idle timeout.
+  expect_reset(c);
+  Json close_event = wait_event(c, "close");
+  EXPECT_EQ(field(close_event, "reason"), "idle_timeout");
+  EXPECT_EQ(number(close_event, "bytes_up"), 4u);
+  EXPECT_EQ(number(close_event, "bytes_down"), 4u);
 }
 
 // --- Denials that need no bytes: reset at once --------------------------------------------------

@@ -1,0 +1,52 @@
+#include "gateway/deadline.h"
+
+namespace netfence::gateway {
+
+using Clock = std::chrono::steady_clock;
+
+Deadline::Deadline(const asio::any_io_executor& executor)
+    : timer_(executor), state_(std::make_shared<State>()) {}
+
+Deadline::~Deadline() {
+  state_->alive = false;
+  timer_.cancel();
+}
+
+void Deadline::arm(Clock::time_point at) {
+  state_->fired = false;
+  uint64_t generation = ++state_->generation;
+  timer_.expires_at(at);
+  timer_.async_wait([state = state_, generation](const asio::error_code& ec) {
+    if (ec || !state->alive || state->generation != generation) return;
+    state->fired = true;
+    state->signal.emit(asio::cancellation_type::terminal);
+  });
+}
+
+IdleWatch::IdleWatch(const asio::any_io_executor& executor, std::chrono::milliseconds idle,
+                     asio::ip::tcp::socket& a, asio::ip::tcp::socket& b)
+    : timer_(executor), idle_(idle), a_(a), b_(b) {
+  if (idle_.count() > 0) arm();
+}
+
+IdleWatch::~IdleWatch() {
+  *alive_ = false;
+  timer_.cancel();
+}
+
+void IdleWatch::arm() {
+  timer_.expires_at(last_activity_ + idle_);
+  timer_.async_wait([this, alive = alive_](const asio::error_code& ec) {
+    if (ec || !*alive) return;
+    if (Clock::now() < last_activity_ + idle_) {
+      arm();  // something moved since: check back at the new deadline
+      return;
+    }
+    fired_ = true;
+    asio::error_code ignored;
+    a_.cancel(ignored);
+    b_.cancel(ignored);
+  });
+}
+
+}  // namespace netfence::gateway
