@@ -34,11 +34,25 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+std::string cache_key(std::string_view name, uint16_t type, uint16_t klass, bool dnssec, bool cd) {
+  return fmt::format("{}/{}/{}/{}{}", name, type, klass, dnssec ? "do" : "", cd ? "cd" : "");
+}
+
 std::string cache_key(const wire::DnsMessage& query) {
   const wire::DnsQuestion& q = query.questions.front();
-  bool dnssec = query.edns && query.edns->dnssec_ok;
-  return fmt::format("{}/{}/{}/{}{}", q.name.text, q.type, q.klass, dnssec ? "do" : "",
-                     query.header.cd ? "cd" : "");
+  return cache_key(q.name.text, q.type, q.klass, query.edns && query.edns->dnssec_ok,
+                   query.header.cd);
+}
+
+void add_addresses(const wire::DnsMessage& answer, const std::string& name, uint16_t type,
+                   std::vector<policy::IpAddress>& addresses) {
+  auto chain = wire::extract_dns_answer(answer, name, type);
+  if (!chain) return;
+  for (const wire::DnsAddress& d : chain->addresses) {
+    addresses.push_back(type == wire::dns_type::kA ? policy::IpAddress::v4({d.bytes[0], d.bytes[1],
+                                                                            d.bytes[2], d.bytes[3]})
+                                                   : policy::IpAddress::v6(d.bytes));
+  }
 }
 
 void age_records(std::vector<wire::DnsRecord>& records, uint32_t elapsed) {
@@ -238,6 +252,22 @@ void Resolver::store(const std::string& key, const wire::DnsMessage& answer) {
   cache_.emplace(key, CacheEntry{answer, now, now + std::chrono::seconds(*ttl), lru_.begin()});
 }
 
+std::optional<std::vector<policy::IpAddress>> Resolver::cached_addresses(const std::string& name) {
+  const wire::DnsMessage* answers[2] = {};
+  const uint16_t types[2] = {wire::dns_type::kA, wire::dns_type::kAaaa};
+  auto now = config_.clock();
+  for (int i = 0; i < 2; ++i) {
+    auto it = cache_.find(cache_key(name, types[i], wire::kDnsClassIn, false, false));
+    if (it == cache_.end() || it->second.expires <= now) return std::nullopt;
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    answers[i] = &it->second.answer;
+  }
+  std::vector<policy::IpAddress> addresses;
+  for (int i = 0; i < 2; ++i) add_addresses(*answers[i], name, types[i], addresses);
+  cache_hits_ += 2;
+  return addresses;
+}
+
 std::optional<wire::DnsMessage> Resolver::cached_answer(const wire::DnsMessage& query) {
   if (query.questions.size() != 1 || cache_.empty()) return std::nullopt;
   wire::DnsMessage hit;
@@ -370,6 +400,9 @@ asio::awaitable<Result<wire::DnsMessage>> Resolver::try_tcp(const asio::ip::udp:
 asio::awaitable<Result<std::vector<policy::IpAddress>>> Resolver::resolve(const std::string& name) {
   std::vector<policy::IpAddress> addresses = hosts_.lookup(name);
   if (!addresses.empty()) co_return addresses;
+  // Both answers cached (a dial by name asks for every connection): the addresses come
+  // straight from the cache, without building queries, copying answers or running two lookups.
+  if (auto hit = cached_addresses(name)) co_return std::move(*hit);
   auto wire_name = wire::dns_name_wire(name);
   if (!wire_name) co_return fail(fmt::format("'{}' is not a DNS name", name));
   auto make_query = [&](uint16_t type) {
@@ -389,15 +422,8 @@ asio::awaitable<Result<std::vector<policy::IpAddress>>> Resolver::resolve(const 
       error = answer->error().message;
       continue;
     }
-    uint16_t type = answer == &a ? wire::dns_type::kA : wire::dns_type::kAaaa;
-    auto chain = wire::extract_dns_answer(answer->value(), name, type);
-    if (!chain) continue;
-    for (const wire::DnsAddress& d : chain->addresses) {
-      addresses.push_back(
-          type == wire::dns_type::kA
-              ? policy::IpAddress::v4({d.bytes[0], d.bytes[1], d.bytes[2], d.bytes[3]})
-              : policy::IpAddress::v6(d.bytes));
-    }
+    add_addresses(answer->value(), name, answer == &a ? wire::dns_type::kA : wire::dns_type::kAaaa,
+                  addresses);
   }
   if (addresses.empty() && !a && !aaaa) co_return fail(error);
   co_return addresses;

@@ -116,6 +116,8 @@ class Resolver {
                                                     const std::vector<std::byte>& query,
                                                     const wire::DnsQuestion& question);
   bool cached(const std::string& key, uint16_t id, wire::DnsMessage& out);
+  // resolve() without I/O: the addresses when both the A and the AAAA answer are cached.
+  std::optional<std::vector<policy::IpAddress>> cached_addresses(const std::string& name);
   void store(const std::string& key, const wire::DnsMessage& answer);
 
   asio::any_io_executor executor_;

@@ -276,6 +276,36 @@ TEST(Resolver, ResolveFollowsCnamesForBothFamilies) {
   EXPECT_THAT(*none, IsEmpty());
 }
 
+TEST(Resolver, ResolveAnswersFromTheCacheUntilEitherFamilyExpires) {
+  FakeUpstream up;
+  up.cname("www.example.com", "cdn.example.net", 300);
+  up.a("cdn.example.net", {203, 0, 113, 20}, 300);
+  up.aaaa("cdn.example.net", test::v6("2001:db8::20"), 100);
+  Fixture f({up.endpoint()});
+  auto text = [](const std::vector<policy::IpAddress>& addresses) {
+    std::vector<std::string> out;
+    for (const auto& a : addresses) out.push_back(a.to_string());
+    return out;
+  };
+  auto first = test::run_on(f.io, f.resolver->resolve("www.example.com"));
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(up.count("www.example.com"), 2u);  // A and AAAA
+  // From the cache: the same addresses (CNAME followed), nothing sent.
+  Fixture::fake_now += std::chrono::seconds(50);
+  auto cached = test::run_on(f.io, f.resolver->resolve("www.example.com"));
+  ASSERT_TRUE(cached.ok());
+  EXPECT_EQ(text(*cached), text(*first));
+  EXPECT_THAT(text(*cached), UnorderedElementsAre("203.0.113.20", "2001:db8::20"));
+  EXPECT_EQ(up.count("www.example.com"), 2u);
+  EXPECT_EQ(f.resolver->cache_hits(), 2u);
+  // The AAAA answer (TTL 100) has expired: both are asked again, and answered.
+  Fixture::fake_now += std::chrono::seconds(60);
+  auto renewed = test::run_on(f.io, f.resolver->resolve("www.example.com"));
+  ASSERT_TRUE(renewed.ok());
+  EXPECT_THAT(text(*renewed), UnorderedElementsAre("203.0.113.20", "2001:db8::20"));
+  EXPECT_EQ(up.count("www.example.com"), 3u);  // the A answer still came from the cache
+}
+
 TEST(Resolver, ResolveHonoursTheHostsFileFirst) {
   FakeUpstream up;
   up.a("web.example.com", {203, 0, 113, 99});
