@@ -159,6 +159,11 @@ Result<ResolverConfig> config_from_resolv_conf(const std::string& path) {
 }
 
 void HostsFile::refresh() {
+  if (recheck_.count() > 0) {
+    auto now = clock_();
+    if (checked_ && now - *checked_ < recheck_) return;
+    checked_ = now;
+  }
   struct stat st;
   if (path_.empty() || ::stat(path_.c_str(), &st) != 0) {
     entries_.clear();
@@ -211,7 +216,7 @@ std::vector<policy::IpAddress> lookup_hosts_file(const std::string& path, std::s
 Resolver::Resolver(asio::any_io_executor executor, ResolverConfig config)
     : executor_(std::move(executor)),
       config_(std::move(config)),
-      hosts_(config_.hosts_file),
+      hosts_(config_.hosts_file, kHostsRecheck, config_.clock),
       random_(std::random_device{}()) {}
 
 bool Resolver::cached(const std::string& key, uint16_t id, wire::DnsMessage& out) {

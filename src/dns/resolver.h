@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <ctime>
 #include <list>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -59,7 +60,11 @@ std::vector<policy::IpAddress> lookup_hosts_file(const std::string& path, std::s
 // each time cost more than the rest of a cached resolution.
 class HostsFile {
  public:
-  explicit HostsFile(std::string path) : path_(std::move(path)) {}
+  using ClockFn = std::chrono::steady_clock::time_point (*)();
+  // `recheck`: how long a check for changes holds (0: every lookup checks); `clock` measures it.
+  explicit HostsFile(std::string path, std::chrono::milliseconds recheck = {},
+                     ClockFn clock = &std::chrono::steady_clock::now)
+      : path_(std::move(path)), recheck_(recheck), clock_(clock) {}
   // The addresses listed for `name` (case-insensitive, trailing dot ignored), in file order.
   std::vector<policy::IpAddress> lookup(std::string_view name);
 
@@ -67,6 +72,9 @@ class HostsFile {
   void refresh();
 
   std::string path_;
+  std::chrono::milliseconds recheck_;
+  ClockFn clock_;
+  std::optional<std::chrono::steady_clock::time_point> checked_;  // the last check for changes
   bool loaded_ = false;
   dev_t dev_ = 0;
   ino_t ino_ = 0;
@@ -78,6 +86,9 @@ class HostsFile {
 class Resolver {
  public:
   static constexpr uint32_t kMaxCacheTtl = 3600;
+  // How long a check of the hosts file for changes holds: an edit is seen within a second,
+  // and a dial by name does not stat the file for every connection.
+  static constexpr std::chrono::milliseconds kHostsRecheck{1000};
 
   Resolver(asio::any_io_executor executor, ResolverConfig config);
 

@@ -135,6 +135,25 @@ TEST(HostsFile, IsParsedOnceAndAgainWhenItChanges) {
   EXPECT_THAT(hosts.lookup("web.example.com"), IsEmpty());
 }
 
+Clock::time_point hosts_now;
+
+TEST(HostsFile, WithARecheckIntervalChangesShowOnlyOnceItHasPassed) {
+  auto path = write_temp("hosts-recheck", "192.0.2.10 web.example.com\n");
+  hosts_now = Clock::time_point() + std::chrono::hours(1);
+  HostsFile hosts(path, std::chrono::seconds(1), [] { return hosts_now; });
+  ASSERT_EQ(hosts.lookup("web.example.com").size(), 1u);
+  auto replacement = write_temp("hosts-recheck2", "198.51.100.7 web.example.com\n");
+  std::filesystem::rename(replacement, path);
+  hosts_now += std::chrono::milliseconds(999);
+  EXPECT_EQ(hosts.lookup("web.example.com")[0].to_string(), "192.0.2.10");  // not checked yet
+  hosts_now += std::chrono::milliseconds(1);
+  EXPECT_EQ(hosts.lookup("web.example.com")[0].to_string(), "198.51.100.7");
+  std::filesystem::remove(path);
+  EXPECT_EQ(hosts.lookup("web.example.com").size(), 1u);  // within the second: still known
+  hosts_now += std::chrono::seconds(1);
+  EXPECT_THAT(hosts.lookup("web.example.com"), IsEmpty());
+}
+
 TEST(Resolver, RelaysAnAnswerWithTheQueryId) {
   FakeUpstream up;
   up.a("api.example.com", {203, 0, 113, 10});
