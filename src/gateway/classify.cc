@@ -146,8 +146,10 @@ asio::awaitable<Classified> classify(asio::ip::tcp::socket& socket, std::vector<
       got = co_await socket.async_read_some(
           asio::buffer(buffer.data() + old, buffer.size() - old),
           asio::bind_cancellation_slot(deadline.slot(), redirect_error(use_awaitable, ec)));
+      deadline.slot().clear();
     }
-    if (ec && deadline.fired()) {
+    if ((ec == asio::error::operation_aborted || ec == asio::error::timed_out) &&
+        deadline.fired()) {
       buffer.resize(old);
       if (protocol == Protocol::kTls) out.kind = Classified::Kind::kTls;
       if (protocol == Protocol::kHttp) out.kind = Classified::Kind::kHttp;

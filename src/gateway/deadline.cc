@@ -42,10 +42,14 @@ void IdleWatch::arm() {
       arm();  // something moved since: check back at the new deadline
       return;
     }
+    // Reset, not just cancel: an operation started after this (a pump resuming with a
+    // completion already queued) fails at once instead of waiting for a peer that is gone.
     fired_ = true;
-    asio::error_code ignored;
-    a_.cancel(ignored);
-    b_.cancel(ignored);
+    for (asio::ip::tcp::socket* socket : {&a_, &b_}) {
+      asio::error_code ignored;
+      socket->set_option(asio::socket_base::linger(true, 0), ignored);
+      socket->close(ignored);
+    }
   });
 }
 

@@ -21,9 +21,10 @@ namespace netfence::gateway {
 
 // Cancels the operations bound to slot() once a point in time passes (only those: other
 // operations on the same socket go on). Typical use: arm, then await operations bound with
-// asio::bind_cancellation_slot(deadline.slot(), token); one that ends with operation_aborted
-// while fired() is true timed out. Check fired() before starting another operation: the
-// deadline may have passed while none was pending.
+// asio::bind_cancellation_slot(deadline.slot(), token), one at a time, clearing the slot after
+// each; one that ends with operation_aborted while fired() is true timed out. Check fired()
+// before starting another operation: the deadline may have passed while none was pending. A
+// bound operation no longer hears the awaiting coroutine's own cancellation.
 class Deadline {
  public:
   explicit Deadline(const asio::any_io_executor& executor);
@@ -46,9 +47,10 @@ class Deadline {
   std::shared_ptr<State> state_;
 };
 
-// The relay's idle timeout: once nothing has moved for `idle` (touch() marks activity), cancels
-// both sockets' pending operations and fired() turns true. Checks back only at the deadline,
-// not on every touch.
+// The relay's idle timeout: once nothing has moved for `idle` (touch() marks activity), resets
+// both sockets (SO_LINGER 0 and close: pending operations end with operation_aborted, later
+// ones fail at once) and fired() turns true. Checks back only at the deadline, not on every
+// touch.
 class IdleWatch {
  public:
   IdleWatch(const asio::any_io_executor& executor, std::chrono::milliseconds idle,

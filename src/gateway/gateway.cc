@@ -357,7 +357,8 @@ asio::awaitable<Result<tcp::socket>> Gateway::dial(const policy::IpAddress& addr
   co_await socket.async_connect(
       to_endpoint<tcp::endpoint>(address, port),
       asio::bind_cancellation_slot(deadline.slot(), redirect_error(use_awaitable, ec)));
-  if (ec && deadline.fired()) {
+  deadline.slot().clear();
+  if (ec == asio::error::operation_aborted && deadline.fired()) {
     co_return fail(fmt::format("connecting to {} timed out after {} ms",
                                endpoint_text(address, port), options_.connect_timeout.count()));
   }

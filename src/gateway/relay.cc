@@ -189,7 +189,10 @@ asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, uint64_t
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
     if (ec) break;
     size_t n = from.read_some(asio::buffer(chunk), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec.clear();  // a spurious wake-up: wait again (the loop's top breaks on an error)
+      continue;
+    }
     if (ec == asio::error::eof) {
       to.shutdown(tcp::socket::shutdown_send, ec);
       co_return;

@@ -221,12 +221,12 @@ TEST_F(GatewayTest, IdleConnectionIsResetAfterIdleTimeout) {
 TEST_F(GatewayTest, BytesMovingEitherWayKeepARelayPastItsIdleTimeout) {
   Server server = listen_on("127.0.0.2");
   ASSERT_NO_FATAL_FAILURE(start(
-      {"127.0.0.2"}, {}, [](Options& o) { o.idle_timeout = std::chrono::milliseconds(200); }));
+      {"127.0.0.2"}, {}, [](Options& o) { o.idle_timeout = std::chrono::milliseconds(500); }));
   Client c = connect(destination("127.0.0.2", server.port));
   UniqueFd s = server.accept();
   ASSERT_TRUE(s);
-  // Eight rounds 100 ms apart (800 ms, four idle timeouts), alternating directions: the idle
-  // timer is re-armed from the last activity, not fired at its first deadline.
+  // Eight rounds 100 ms apart (800 ms, more than the idle timeout), alternating directions:
+  // the idle timer is re-armed from the last activity, not fired at its first deadline.
   for (int i = 0; i < 8; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     int from = i % 2 == 0 ? c.fd.get() : s.get();
