@@ -13,7 +13,8 @@
 #                hostname rule), pasta, slirp4netns
 #   connections  short HTTP/HTTPS requests, a fresh connection each (bench/conn_load): rate and
 #                connect-to-first-byte p50/p99: direct, netfence (IP rule; hostname rule, dial
-#                by SNI/Host), HAProxy (SNI routing in mode tcp; Host routing in mode http)
+#                by SNI/Host), HAProxy (SNI routing in mode tcp; Host routing in mode http);
+#                and the proxy's own CPU per connection (schedstat, middle of each run)
 #   dns          queries per second, sinkholed and forwarded: netfence vs dnsmasq
 #                (bench/dns_compare.sh)
 #   start        start to exit of `true`: netfence run, unshare -Urn, bwrap, pasta
@@ -137,10 +138,12 @@ http {
 }
 CONF
 NGINX_ERR=""
+NGINX_PID=""
 if command -v nginx >/dev/null; then
   ip netns exec "$W_INET" nginx -e "$W_DIR/nginx/error.log" -c "$W_DIR/nginx/nginx.conf" -g 'daemon off;' \
     >>"$W_DIR/nginx/error.log" 2>&1 &
-  C_PIDS+=($!)
+  NGINX_PID=$!
+  C_PIDS+=("$NGINX_PID")
   wait_listen in_inet 203.0.113.10:8443 || NGINX_ERR="nginx did not start: $(tail -n 2 "$W_DIR/nginx/error.log" | tr '\n' ' ')"
 else
   NGINX_ERR="nginx not installed (apt-get install nginx-light)"
@@ -285,12 +288,38 @@ if [[ " $SECTIONS " == *" throughput "* ]]; then
 fi
 
 # --- 2. connection rate and latency ----------------------------------------------------------
+cpu_ns() { # cpu_ns PID: nanoseconds on CPU, all threads (schedstat: exact, not in clock ticks)
+  local t a s=0
+  for t in /proc/"$1"/task/*/schedstat; do read -r a _ <"$t" 2>/dev/null && s=$((s + a)); done
+  echo "$s"
+}
+nginx_opens() { awk '/^Tcp:/ {if (h) print $7; else h=1}' "/proc/$NGINX_PID/net/snmp" 2>/dev/null; }
+cpu_sampler() { # cpu_sampler PATH FILE: the proxy's CPU per connection nginx accepted, over the
+  # middle of a run (from 1 s in to 0.5 s before its end); written to FILE in microseconds
+  local path=$1 file=$2 pid="" c1 o1 c2 o2
+  sleep 1 # past the sandbox's start and the first connections
+  case $path in
+    haproxy) pid=$HAPROXY_PID ;;
+    *) pid=$(pgrep -n -f "^$NF run") ;;
+  esac
+  [ -n "$pid" ] && [ -n "$NGINX_PID" ] || return 0
+  c1=$(cpu_ns "$pid") o1=$(nginx_opens)
+  sleep "$(awk -v s="$CONN_SECONDS" 'BEGIN {print s - 1.5}')"
+  c2=$(cpu_ns "$pid") o2=$(nginx_opens)
+  [ -d "/proc/$pid" ] && [ "${o2:-0}" -gt "${o1:-0}" ] &&
+    awk -v c=$((c2 - c1)) -v o=$((o2 - o1)) 'BEGIN {printf "%.1f\n", c / o / 1000}' >"$file"
+}
 conn_once() { # conn_once PATH PROTO: one conn_load run into VAL[conn,PATH,PROTO,{rate,p50,p99}]
   local path=$1 proto=$2 key="conn,$1,$2" port=8080 tls=() out line
   [ "$proto" = https ] && port=8443 tls=(--tls)
   local load=("$CONN_LOAD" --port "$port" "${tls[@]}" --name api.example.com
     --concurrency "$CONCURRENCY" --duration "$CONN_SECONDS")
-  local t=$((CONN_SECONDS + 20))
+  local t=$((CONN_SECONDS + 20)) sampler="" cpu_file="$W_DIR/cpu-$path-$proto"
+  rm -f "$cpu_file"
+  if [ "$path" != direct ] && [ "$CONN_SECONDS" -ge 3 ]; then
+    cpu_sampler "$path" "$cpu_file" &
+    sampler=$!
+  fi
   case $path in
     direct) out=$(host_t "$t" "${load[@]}" --ip 203.0.113.10 2>&1) ;;
     nf-ip) out=$(host_t "$t" "$NF" run -q "${UP[@]}" --allow-net 203.0.113.10 -- "${load[@]}" \
@@ -302,6 +331,8 @@ conn_once() { # conn_once PATH PROTO: one conn_load run into VAL[conn,PATH,PROTO
       out=$(timeout -k 3 "$t" ip netns exec "$W_CLIENT" "${load[@]}" --ip 192.0.2.2 2>&1) ;;
   esac
   local rc=$?
+  [ -n "$sampler" ] && wait "$sampler"
+  [ -s "$cpu_file" ] && VAL[$key,cpu]+="$(cat "$cpu_file") "
   line=$(grep '^conn_load ' <<<"$out")
   if [ -z "$line" ]; then
     note_fail "$key" "exit code $rc: $(grep -v '^$' <<<"$out" | tail -n 1)"
@@ -548,7 +579,17 @@ conn_rows() {
     row_vs "$P requests, netfence hostname rule (dial by Host)" "$(conn_text "conn,nf-name,$proto")" "$nn" HAProxy "$hp" "($(rate_text "conn,haproxy,$proto"))"
   fi
   row_vs "$P requests, $hlabel" "$(conn_text "conn,haproxy,$proto")" "$hp" direct "$d" "($(rate_text "conn,direct,$proto"))"
+  # The proxy's own CPU per connection (lower is better): steadier than the rates, which move
+  # with everything else the two cores run.
+  local ci cn ch href
+  ci=$(figure "conn,nf-ip,$proto,cpu") cn=$(figure "conn,nf-name,$proto,cpu")
+  ch=$(figure "conn,haproxy,$proto,cpu")
+  href="($(us_text "conn,haproxy,$proto,cpu"))"
+  row_vs "$P: proxy CPU per connection, netfence IP rule" "$(us_text "conn,nf-ip,$proto,cpu")" "$ci" HAProxy "$ch" "$href"
+  row_vs "$P: proxy CPU per connection, netfence hostname rule" "$(us_text "conn,nf-name,$proto,cpu")" "$cn" HAProxy "$ch" "$href"
+  row "$P: proxy CPU per connection, HAProxy" "$(us_text "conn,haproxy,$proto,cpu")" "" "" "" ""
 }
+us_text() { local f; f=$(figure "$1") && printf "%.0f us%s" "$f" "$(spread "$1")" || echo "$f"; }
 dns_rows() {
   local r nf dm
   for r in sinkhole forward; do
