@@ -156,7 +156,8 @@ void Gateway::stop() {
 asio::awaitable<void> Gateway::accept_loop(std::shared_ptr<tcp::acceptor> acceptor) {
   while (!stopped_) {
     asio::error_code ec;
-    tcp::socket socket = co_await acceptor->async_accept(redirect_error(use_awaitable, ec));
+    tcp::endpoint peer;  // from accept itself: no getpeername per connection
+    tcp::socket socket = co_await acceptor->async_accept(peer, redirect_error(use_awaitable, ec));
     if (stopped_ || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
       co_return;
     }
@@ -168,7 +169,7 @@ asio::awaitable<void> Gateway::accept_loop(std::shared_ptr<tcp::acceptor> accept
       co_await pause.async_wait(redirect_error(use_awaitable, ec));
       continue;
     }
-    asio::co_spawn(executor_, handle(std::move(socket)), asio::detached);
+    asio::co_spawn(executor_, handle(std::move(socket), peer), asio::detached);
   }
 }
 
@@ -244,15 +245,12 @@ void Gateway::refuse(Connection& c, std::string_view event, const Decision& d) {
   }
 }
 
-asio::awaitable<void> Gateway::handle(tcp::socket socket) {
+asio::awaitable<void> Gateway::handle(tcp::socket socket, tcp::endpoint peer) {
   ++stats_.accepted;
   Connection c(std::move(socket));
   c.id = ++next_id_;
-  asio::error_code ec;
-  auto remote = c.client.remote_endpoint(ec);
-  if (!ec) {
-    auto ip = policy::IpAddress::parse(remote.address().to_string());
-    if (ip) c.src = endpoint_text(*ip, remote.port());
+  if (auto ip = policy::IpAddress::parse(peer.address().to_string())) {
+    c.src = endpoint_text(*ip, peer.port());
   }
   auto dst = options_.destination ? options_.destination(c.client.native_handle())
                                   : Result<Destination>(fail("no destination lookup"));

@@ -119,7 +119,7 @@ class Gateway {
   struct Connection;
 
   asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor);
-  asio::awaitable<void> handle(asio::ip::tcp::socket client);
+  asio::awaitable<void> handle(asio::ip::tcp::socket client, asio::ip::tcp::endpoint peer);
   asio::awaitable<void> handle_judged(Connection& c);
   asio::awaitable<Result<asio::ip::tcp::socket>> dial(const policy::IpAddress& address,
                                                       uint16_t port);
