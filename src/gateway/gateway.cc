@@ -69,11 +69,15 @@ ConnectionLimits connection_limits_for_fd_limit(uint64_t fd_limit) {
   return limits;
 }
 
+std::vector<std::byte> tls_fatal_alert(uint8_t description) {
+  // A TLS 1.2-framed fatal alert: every TLS client understands it, and TLS 1.3 clients accept
+  // the 0x0303 record version.
+  return {std::byte{0x15}, std::byte{0x03}, std::byte{0x03},       std::byte{0x00},
+          std::byte{0x02}, std::byte{0x02}, std::byte{description}};
+}
+
 std::vector<std::byte> tls_access_denied_alert() {
-  // A TLS 1.2-framed fatal alert, access_denied (49): every TLS client understands it, and
-  // TLS 1.3 clients accept the 0x0303 record version.
-  return {std::byte{0x15}, std::byte{0x03}, std::byte{0x03}, std::byte{0x00},
-          std::byte{0x02}, std::byte{0x02}, std::byte{49}};
+  return tls_fatal_alert(kTlsAlertAccessDenied);
 }
 
 std::string http_forbidden(std::string_view target, std::string_view reason,
@@ -223,7 +227,8 @@ void Gateway::refuse(Connection& c, std::string_view event, const Decision& d) {
   std::string reason =
       c.reason_override.empty() ? std::string(policy::to_string(d.reason)) : c.reason_override;
   if (c.kind == Classified::Kind::kTls) {
-    auto alert = tls_access_denied_alert();
+    // A failed dial was allowed: internal_error, as HTTP clients get a 502 rather than a 403.
+    auto alert = tls_fatal_alert(dial_failed ? kTlsAlertInternalError : kTlsAlertAccessDenied);
     c.client.non_blocking(true, ec);
     c.client.write_some(asio::buffer(alert), ec);
     c.client.shutdown(tcp::socket::shutdown_send, ec);

@@ -161,6 +161,11 @@ inline constexpr size_t kMaxRelayWorkers = 8;
 ConnectionLimits connection_limits_for_fd_limit(uint64_t fd_limit);
 
 // What a denied client is told, in its own protocol (SPEC 1.3).
+// TLS alert descriptions (RFC 8446 6.2): a denial is access_denied; a connection the policy
+// allowed but that could not be dialed is internal_error (HTTP clients get a 502 for it).
+inline constexpr uint8_t kTlsAlertAccessDenied = 49;
+inline constexpr uint8_t kTlsAlertInternalError = 80;
+std::vector<std::byte> tls_fatal_alert(uint8_t description);
 std::vector<std::byte> tls_access_denied_alert();
 std::string http_forbidden(std::string_view target, std::string_view reason,
                            std::string_view detail, std::string_view suggestion);

@@ -150,7 +150,7 @@ check_log "silence: dial_failed, timed out after --connect-timeout-ms" \
   '"event":"dial".*"dst":"203\.0\.113\.98".*"reason":"dial_failed","detail":"connecting to 203\.0\.113\.98:80 timed out after 700 ms"'
 check_has "refused (dial by Host): 502" "$out" "HTTP/1.1 502 Bad Gateway"
 check_has "refused (dial by Host): the 502 names the reason" "$out" "X-Netfence-Reason: dial_failed"
-check_has "refused (dial by SNI): TLS alert" "$out" "result=denied"
+check_has "refused (dial by SNI): TLS alert internal_error (80), not access_denied" "$out" "result=alert desc=80"
 check_log "refused: dial_failed, connection refused" \
   '"event":"dial".*"port":81,"name":"api\.example\.com".*"reason":"dial_failed","detail":"connecting to [^ ]*:81 failed: Connection refused"'
 echo "dial failures: $(grep -o 'curl_9[89]=[0-9]* ms=[0-9]*' <<<"$out" | tr '\n' ' ')"

@@ -34,11 +34,14 @@ test::ReadResult answer_of(const Client& c) {
   return test::read_to_end(c.fd.get());
 }
 
-void expect_tls_alert(const Client& c) {
+void expect_tls_alert(const Client& c, const std::string& alert = kTlsAlert) {
   test::ReadResult r = answer_of(c);
-  EXPECT_EQ(r.data, kTlsAlert);
+  EXPECT_EQ(r.data, alert);
   EXPECT_TRUE(r.eof) << "error=" << r.error;
 }
+
+// A fatal internal_error alert: the policy allowed the connection, the dial failed.
+const std::string kTlsInternalErrorAlert("\x15\x03\x03\x00\x02\x02\x50", 7);
 
 std::string header_block(const std::string& response) {
   return response.substr(0, response.find("\r\n\r\n") + 2);
@@ -401,7 +404,8 @@ TEST_F(GatewayDialTest, DialFailureAnswersTlsWithAnAlertAndHttpWithAResponse) {
 
   Client tls = connect(down.original);
   ASSERT_TRUE(test::write_all(tls.fd.get(), text(hello_for("down.test"))));
-  expect_tls_alert(tls);
+  // Allowed, but unreachable: internal_error (not access_denied, which would say "denied").
+  expect_tls_alert(tls, kTlsInternalErrorAlert);
   Json connect_event = wait_event(tls, "connect");
   EXPECT_EQ(field(connect_event, "verdict"), "allow");
   Json dial = wait_event(tls, "dial");
@@ -448,7 +452,7 @@ TEST_F(GatewayDialTest, NameResolvingOnlyToRefusedAddressesIsNeverDialed) {
   ASSERT_NO_FATAL_FAILURE(start({"rebound.test"}));
   Client c = connect(rebound.original);
   ASSERT_TRUE(test::write_all(c.fd.get(), text(hello_for("rebound.test"))));
-  expect_tls_alert(c);
+  expect_tls_alert(c, kTlsInternalErrorAlert);
   Json dial = wait_event(c, "dial");
   EXPECT_EQ(field(dial, "reason"), "dial_failed");
   EXPECT_NE(field(dial, "detail").find("refused"), std::string::npos) << field(dial, "detail");
@@ -460,7 +464,7 @@ TEST_F(GatewayDialTest, NameThatDoesNotResolveFailsTheDial) {
   ASSERT_NO_FATAL_FAILURE(start({"nowhere.test"}));
   Client c = connect(sentinel());
   ASSERT_TRUE(test::write_all(c.fd.get(), text(hello_for("nowhere.test"))));
-  expect_tls_alert(c);
+  expect_tls_alert(c, kTlsInternalErrorAlert);
   Json dial = wait_event(c, "dial");
   EXPECT_EQ(field(dial, "reason"), "dial_failed");
   EXPECT_NE(field(dial, "detail").find("resolving nowhere.test failed"), std::string::npos)
