@@ -401,16 +401,17 @@ asio::awaitable<Result<tcp::socket>> Gateway::dial_name(Connection& c, const std
   std::stable_partition(usable.begin(), usable.end(), [&](const policy::IpAddress& a) {
     return a.family() == c.dst.address.family();
   });
-  std::string last;
+  std::string failures;  // every address's error, in the order tried
   for (size_t i = 0; i < usable.size() && i < 4; ++i) {
     auto s = co_await dial(usable[i], c.dst.port);
     if (s) {
       c.dialed = endpoint_text(usable[i], c.dst.port);
       co_return s;
     }
-    last = s.error().message;
+    if (!failures.empty()) failures += "; ";
+    failures += s.error().message;
   }
-  co_return fail(last);
+  co_return fail(failures);
 }
 
 asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server) {

@@ -151,8 +151,8 @@ check_log "silence: dial_failed, timed out after --connect-timeout-ms" \
 check_has "refused (dial by Host): 502" "$out" "HTTP/1.1 502 Bad Gateway"
 check_has "refused (dial by Host): the 502 names the reason" "$out" "X-Netfence-Reason: dial_failed"
 check_has "refused (dial by SNI): TLS alert internal_error (80), not access_denied" "$out" "result=alert desc=80"
-check_log "refused: dial_failed, connection refused" \
-  '"event":"dial".*"port":81,"name":"api\.example\.com".*"reason":"dial_failed","detail":"connecting to [^ ]*:81 failed: Connection refused"'
+check_log "refused: dial_failed, connection refused (each address tried, in order)" \
+  '"event":"dial".*"port":81,"name":"api\.example\.com".*"reason":"dial_failed","detail":"connecting to [^ ]*:81 failed: Connection refused(; connecting to [^ ]*:81 failed: Connection refused)*"'
 echo "dial failures: $(grep -o 'curl_9[89]=[0-9]* ms=[0-9]*' <<<"$out" | tr '\n' ' ')"
 
 # --- The command exits with connections still open --------------------------------------------

@@ -445,6 +445,21 @@ TEST_F(GatewayDialTest, DialByNameTriesTheResolvedAddressesInTurn) {
   EXPECT_EQ(field(e, "dialed"), "127.0.0.2:" + port_text(api.server.port));
 }
 
+TEST_F(GatewayDialTest, FailedDialByNameLogsEveryAddressTried) {
+  Site down = site("127.0.0.2", /*listening=*/false);               // connections to it are refused
+  auto also_down = test::bound_tcp("127.0.0.3", down.server.port);  // bound, not listening
+  if (!also_down) GTEST_SKIP() << also_down.error().message;
+  add_name("down.test", {"127.0.0.3", "127.0.0.2"});
+  ASSERT_NO_FATAL_FAILURE(start({"down.test", "127.0.0.0/29"}));
+  Client c = connect(down.original);
+  ASSERT_TRUE(test::write_all(c.fd.get(), text(hello_for("down.test"))));
+  expect_tls_alert(c, kTlsInternalErrorAlert);
+  const std::string port = port_text(down.server.port);
+  EXPECT_EQ(field(wait_event(c, "dial"), "detail"),
+            "connecting to 127.0.0.3:" + port + " failed: Connection refused; connecting to " +
+                "127.0.0.2:" + port + " failed: Connection refused");
+}
+
 TEST_F(GatewayDialTest, NameResolvingOnlyToRefusedAddressesIsNeverDialed) {
   // DNS rebinding: an allowed name that resolves to loopback no IP rule opens.
   Site rebound = site("127.0.0.9");
