@@ -1,9 +1,7 @@
 #include "gateway/classify.h"
 
 #include <asio/bind_cancellation_slot.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -15,7 +13,6 @@ namespace netfence::gateway {
 
 using asio::redirect_error;
 using asio::use_awaitable;
-using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -117,13 +114,14 @@ asio::awaitable<Classified> classify(asio::ip::tcp::socket& socket, std::vector<
   wire::ClientHelloReader hello;
   wire::HttpRequestReader http;
   asio::error_code ec;
+  Deadline deadline(co_await asio::this_coro::executor);
   if (first_byte_wait.count() > 0 && buffer.empty()) {
-    asio::steady_timer timer(co_await asio::this_coro::executor, Clock::now() + first_byte_wait);
-    asio::error_code timer_ec;
-    auto ready = co_await (
-        socket.async_wait(asio::ip::tcp::socket::wait_read, redirect_error(use_awaitable, ec)) ||
-        timer.async_wait(redirect_error(use_awaitable, timer_ec)));
-    if (ready.index() == 1) {
+    deadline.arm(Clock::now() + first_byte_wait);
+    co_await socket.async_wait(
+        asio::ip::tcp::socket::wait_read,
+        asio::bind_cancellation_slot(deadline.slot(), redirect_error(use_awaitable, ec)));
+    deadline.slot().clear();
+    if (ec == asio::error::operation_aborted && deadline.fired()) {
       out.timed_out = true;
       out.problem = "timeout";
       co_return out;
@@ -134,7 +132,6 @@ asio::awaitable<Classified> classify(asio::ip::tcp::socket& socket, std::vector<
     }
   }
   if (!buffer.empty() && examine(buffer, protocol, hello, http, out)) co_return out;
-  Deadline deadline(co_await asio::this_coro::executor);
   deadline.arm(Clock::now() + timeout);
   while (buffer.size() < kCap) {
     size_t old = buffer.size();

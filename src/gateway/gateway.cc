@@ -76,10 +76,6 @@ std::vector<std::byte> tls_fatal_alert(uint8_t description) {
           std::byte{0x02}, std::byte{0x02}, std::byte{description}};
 }
 
-std::vector<std::byte> tls_access_denied_alert() {
-  return tls_fatal_alert(kTlsAlertAccessDenied);
-}
-
 std::string http_forbidden(std::string_view target, std::string_view reason,
                            std::string_view detail, std::string_view suggest) {
   std::string body = fmt::format("netfence denied {}: {}.\n", target, detail);
@@ -422,7 +418,7 @@ asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server
   Clock::time_point last_down = Clock::now();
   auto early_down = [&]() -> asio::awaitable<void> {
     asio::error_code ec;
-    asio::steady_timer timer(executor_);
+    Deadline deadline(executor_);
     while (!classified) {
       co_await server.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
       if (ec || classified) co_return;
@@ -439,12 +435,12 @@ asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server
       }
       if (ec) co_return;  // an error: the relay that follows sees it again
       // A client that stops reading must not hold this write (and the connection) forever.
-      timer.expires_after(options_.idle_timeout);
-      asio::error_code timer_ec;
-      auto wrote = co_await (asio::async_write(c.client, asio::buffer(chunk.data(), n),
-                                               redirect_error(use_awaitable, ec)) ||
-                             timer.async_wait(redirect_error(use_awaitable, timer_ec)));
-      if (wrote.index() == 1) {
+      deadline.arm(Clock::now() + options_.idle_timeout);
+      co_await asio::async_write(
+          c.client, asio::buffer(chunk.data(), n),
+          asio::bind_cancellation_slot(deadline.slot(), redirect_error(use_awaitable, ec)));
+      deadline.slot().clear();
+      if (ec == asio::error::operation_aborted && deadline.fired()) {
         stalled = true;
         reset(c.client);
         reset(server);

@@ -166,7 +166,6 @@ ConnectionLimits connection_limits_for_fd_limit(uint64_t fd_limit);
 inline constexpr uint8_t kTlsAlertAccessDenied = 49;
 inline constexpr uint8_t kTlsAlertInternalError = 80;
 std::vector<std::byte> tls_fatal_alert(uint8_t description);
-std::vector<std::byte> tls_access_denied_alert();
 std::string http_forbidden(std::string_view target, std::string_view reason,
                            std::string_view detail, std::string_view suggestion);
 // What an HTTP client is told when its allowed connection could not be dialed.

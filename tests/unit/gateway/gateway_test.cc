@@ -545,6 +545,30 @@ TEST_F(GatewayTest, InlineInspectionPassesOnAServerThatSpeaksAndClosesFirst) {
   EXPECT_TRUE(r.eof) << "the server's close did not reach the client (error " << r.error << ")";
 }
 
+// While the client's first bytes are awaited, a server that speaks first is carried down; a
+// client that never reads them must not hold that write (and the connection) forever.
+TEST_F(GatewayTest, InlineInspectionGivesUpOnAClientThatStopsReading) {
+  if (!has_own_ip()) GTEST_SKIP() << "this host has no IPv4 address besides loopback";
+  Server server = listen_on(own_ip());
+  ASSERT_NO_FATAL_FAILURE(start(
+      {}, {"blocked.test"}, [](Options& o) { o.idle_timeout = std::chrono::milliseconds(300); }));
+  Client c = connect(destination(own_ip(), server.port));
+  UniqueFd s = server.accept();
+  ASSERT_TRUE(s);
+  timeval five{5, 0};
+  ASSERT_EQ(::setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &five, sizeof five), 0);
+  std::thread flood([fd = s.get()] {
+    const std::string chunk(64 * 1024, 'x');
+    while (::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) > 0) {
+    }
+  });
+  Json close_event = wait_event(c, "close");
+  ::shutdown(s.get(), SHUT_RDWR);
+  flood.join();
+  EXPECT_EQ(field(close_event, "reason"), "idle_timeout") << close_event.dump();
+  EXPECT_GT(number(close_event, "bytes_down").value_or(0), 0u);
+}
+
 // Idle means nothing moved either way; waiting for the client's first bytes on the inline
 // inspection path (full access with deny_net names, learned addresses) is no exception.
 TEST_F(GatewayTest, IdleTimeoutAlsoCoversTheWaitForTheClientsFirstBytes) {
