@@ -164,7 +164,18 @@ Result<int> Rtnetlink::link_index(std::string_view name) {
   return request.ifr_ifindex;
 }
 
-Result<void> Rtnetlink::set_link_up(int ifindex) {
+namespace {
+// IFLA_GSO_IPV4_MAX_SIZE (Linux 6.3) is newer than Debian 12's headers; older kernels ignore it.
+constexpr uint16_t kIflaGsoIpv4MaxSize = 63;
+
+void append_gso_max_size(MessageBuilder& message, uint32_t size) {
+  if (size == 0) return;
+  message.append_attribute(IFLA_GSO_MAX_SIZE, &size, sizeof size);
+  message.append_attribute(kIflaGsoIpv4MaxSize, &size, sizeof size);
+}
+}  // namespace
+
+Result<void> Rtnetlink::set_link_up(int ifindex, uint32_t gso_max_size) {
   MessageBuilder message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
   ifinfomsg info{};
   info.ifi_family = AF_UNSPEC;
@@ -172,11 +183,13 @@ Result<void> Rtnetlink::set_link_up(int ifindex) {
   info.ifi_flags = IFF_UP;
   info.ifi_change = IFF_UP;
   message.append_struct(info);
+  append_gso_max_size(message, gso_max_size);
   return transact(message.finish(++sequence_),
                   "cannot bring link " + std::to_string(ifindex) + " up");
 }
 
-Result<void> Rtnetlink::add_veth(std::string_view name, std::string_view peer) {
+Result<void> Rtnetlink::add_veth(std::string_view name, std::string_view peer, uint32_t mtu,
+                                 uint32_t gso_max_size) {
   MessageBuilder message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
   ifinfomsg info{};
   info.ifi_family = AF_UNSPEC;
@@ -189,6 +202,8 @@ Result<void> Rtnetlink::add_veth(std::string_view name, std::string_view peer) {
   const uint32_t one_queue = 1;
   message.append_attribute(IFLA_NUM_TX_QUEUES, &one_queue, sizeof one_queue);
   message.append_attribute(IFLA_NUM_RX_QUEUES, &one_queue, sizeof one_queue);
+  if (mtu != 0) message.append_attribute(IFLA_MTU, &mtu, sizeof mtu);
+  append_gso_max_size(message, gso_max_size);
   size_t link_info = message.begin_nest(IFLA_LINKINFO);
   message.append_string(IFLA_INFO_KIND, "veth");
   size_t info_data = message.begin_nest(IFLA_INFO_DATA);

@@ -24,11 +24,15 @@ class Rtnetlink {
   // The index of the named link in the current namespace; fails if there is no such link.
   Result<int> link_index(std::string_view name);
 
-  // Sets IFF_UP on the link. Fails if the link does not exist or the caller lacks CAP_NET_ADMIN.
-  Result<void> set_link_up(int ifindex);
+  // Sets IFF_UP on the link, and its largest GSO packet (IPv6 and, from Linux 6.3, IPv4) unless
+  // `gso_max_size` is 0. Fails if the link does not exist, the caller lacks CAP_NET_ADMIN, or
+  // the kernel refuses the size (before Linux 5.19 nothing above 65,536).
+  Result<void> set_link_up(int ifindex, uint32_t gso_max_size = 0);
 
   // Creates a veth pair `name` <-> `peer` in the current namespace; `name` is up, `peer` down.
-  Result<void> add_veth(std::string_view name, std::string_view peer);
+  // `mtu` and `gso_max_size` (0: the kernel's defaults) apply to `name`; fails as set_link_up.
+  Result<void> add_veth(std::string_view name, std::string_view peer, uint32_t mtu = 0,
+                        uint32_t gso_max_size = 0);
 
   // Adds `address`/`prefix_len` to the link; IPv6 addresses get IFA_F_NODAD so they are usable at
   // once (the link never carries traffic, duplicate detection would only cost time).

@@ -49,6 +49,7 @@
 #include <linux/netlink.h>
 #include <linux/securebits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -234,6 +235,13 @@ Result<UniqueFd> make_socket(int family, int type, const char* address, uint16_t
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&storage), length) != 0) {
     return fail("cannot bind the listener " + where + ": " + errno_text(errno));
   }
+  // Accepted sockets inherit TCP_NODELAY: the gateway relays what the client already chose to
+  // send as one write, and its own Nagle would hold a small reply behind a delayed ACK.
+  int one = 1;
+  if (type == SOCK_STREAM &&
+      ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+    return fail("cannot set TCP_NODELAY on " + where + ": " + errno_text(errno));
+  }
   if (type == SOCK_STREAM && ::listen(fd.get(), SOMAXCONN) != 0) {
     return fail("cannot listen on " + where + ": " + errno_text(errno));
   }
@@ -270,18 +278,32 @@ Result<Listeners> create_listeners() {
   return listeners;
 }
 
+// The veth's MTU (the largest a veth takes; the route to every destination uses it) and the GSO
+// limit of it and of lo (GSO_MAX_SIZE, BIG TCP).
+constexpr uint32_t kLinkMtu = 65535;
+constexpr uint32_t kGsoMaxSize = 512 * 1024 - 8;
+
 Result<void> configure_links(NetworkMode mode) {
   auto netlink = Rtnetlink::open();
   if (!netlink) return netlink.error();
   auto lo = netlink->link_index("lo");
   if (!lo) return lo.error();
-  if (auto up = netlink->set_link_up(*lo); !up) return up;
-  if (mode == NetworkMode::kDisabled) return {};
+  if (mode == NetworkMode::kDisabled) return netlink->set_link_up(*lo);
+  // Every TCP connection of the command crosses the sandbox twice in the kernel (to the
+  // listener, and its replies back), as packets the size of the route's MTU and GSO limit: at
+  // the largest sizes each stream needs the fewest packets, and every packet costs a pass
+  // through conntrack, NAT and the rules (docs/sandbox.md, "Packet sizes"). Kernels before
+  // 5.19 refuse GSO packets over 64 KiB: then the defaults.
+  if (!netlink->set_link_up(*lo, kGsoMaxSize)) {
+    if (auto up = netlink->set_link_up(*lo); !up) return up;
+  }
 
   // A veth pair with both ends inside: the kernel may lack the `dummy` link type, routes via `lo`
   // are turned into reject routes for IPv6, and a tun device needs /dev/net/tun. Nothing is ever
   // transmitted on it: the ruleset redirects, rejects or drops every packet before it leaves.
-  if (auto veth = netlink->add_veth(kLinkName, kPeerLinkName); !veth) return veth;
+  if (!netlink->add_veth(kLinkName, kPeerLinkName, kLinkMtu, kGsoMaxSize)) {
+    if (auto veth = netlink->add_veth(kLinkName, kPeerLinkName, kLinkMtu, 0); !veth) return veth;
+  }
   auto link = netlink->link_index(kLinkName);
   if (!link) return link.error();
   auto peer = netlink->link_index(kPeerLinkName);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -15,11 +16,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -298,6 +301,53 @@ TEST_F(SandboxTest, DirectConnectionToListenerIsMarkedNotRedirected) {
   connection.reset();
   EXPECT_EQ(sandbox.wait().value(), 0);
   capture.drain();
+}
+
+TEST_F(SandboxTest, AcceptedConnectionsHaveNagleOff) {
+  // The listeners set TCP_NODELAY, and accepted sockets inherit it: the gateway sends what it
+  // relays at once instead of holding a small write behind a delayed ACK.
+  Capture capture;
+  Sandbox sandbox = start_or_die(make_options(
+      NetworkMode::kEnabled,
+      {kPython, "-c", "import socket; socket.create_connection(('203.0.113.7', 80)).recv(1)"},
+      &capture));
+  ASSERT_TRUE(sandbox.release());
+  int on = 0;
+  socklen_t length = sizeof on;
+  ASSERT_EQ(::getsockopt(sandbox.listeners().tcp_v4.get(), IPPROTO_TCP, TCP_NODELAY, &on, &length),
+            0);
+  EXPECT_EQ(on, 1);
+  UniqueFd connection = accept_within(sandbox.listeners().tcp_v4.get(), 5000);
+  ASSERT_TRUE(connection);
+  on = 0;
+  ASSERT_EQ(::getsockopt(connection.get(), IPPROTO_TCP, TCP_NODELAY, &on, &length), 0);
+  EXPECT_EQ(on, 1);
+  connection.reset();
+  EXPECT_EQ(sandbox.wait().value(), 0);
+  capture.drain();
+}
+
+TEST_F(SandboxTest, LinkHasTheLargestMtuAndGsoSize) {
+  // Each TCP stream crosses the sandbox's links as few, large packets (docs/sandbox.md).
+  auto [code, out] =
+      run(NetworkMode::kEnabled, {"sh", "-c", "cat /sys/class/net/netfence0/mtu; ip -d link show"});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_EQ(out.substr(0, out.find('\n')), "65535");
+  utsname host{};
+  ::uname(&host);
+  int major = 0;
+  int minor = 0;
+  std::sscanf(host.release, "%d.%d", &major, &minor);
+  if (major > 5 || (major == 5 && minor >= 19)) {  // earlier kernels refuse over 64 KiB
+    // lo and netfence0 (iproute2 prints gso_max_size for each link)
+    size_t at = 0;
+    int big = 0;
+    while ((at = out.find("gso_max_size 524280", at)) != std::string::npos) {
+      ++big;
+      ++at;
+    }
+    EXPECT_EQ(big, 2) << out;
+  }
 }
 
 TEST_F(SandboxTest, LoopbackAndOwnAddressesStayInside) {
