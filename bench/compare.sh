@@ -154,6 +154,7 @@ mkdir -p "$W_DIR/haproxy"
 cat >"$W_DIR/haproxy/haproxy.cfg" <<CONF
 global
   pidfile $W_DIR/haproxy.pid
+${HAPROXY_GLOBAL:-}
   maxconn 9500
 defaults
   mode tcp
@@ -355,10 +356,11 @@ conn_once() { # conn_once PATH PROTO: one conn_load run into VAL[conn,PATH,PROTO
   VAL[$key,errors]+="$errors "
 }
 CONN_PATHS=${CONN_PATHS:-direct nf-ip nf-name haproxy}
+CONN_PROTOS=${CONN_PROTOS:-http https}
 if [[ " $SECTIONS " == *" connections "* ]]; then
   echo "# connections: conn_load ${CONN_SECONDS}s, concurrency $CONCURRENCY, x $REPS reps ..." >&2
   for _ in $(seq 1 "$REPS"); do
-    for proto in http https; do
+    for proto in $CONN_PROTOS; do
       for path in $CONN_PATHS; do
         if [ -n "$NGINX_ERR" ]; then note_fail "conn,$path,$proto" "$NGINX_ERR"; continue; fi
         if [ ! -x "$CONN_LOAD" ]; then
