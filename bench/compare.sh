@@ -24,6 +24,8 @@
 # connection rows are the median of REPS runs, the paths alternating), IPERF_SECONDS (3),
 # TPUT_CONFIGS (1up 1down 8up: streams, and "up" from the sandbox to the server or "down" with
 # iperf3 -R), IPERF_EXTRA (more iperf3 client flags), CONN_SECONDS (3), CONCURRENCY (8),
+# CONN_PATHS (direct nf-ip nf-name haproxy), CONN_PROTOS (http https), HAPROXY_GLOBAL (lines
+# for HAProxy's global section, e.g. "nbthread 1"),
 # START_RUNS (21), IDLE_CONNS (8000; with the hard RLIMIT_NOFILE of 20000 here the gateway's
 # own thread relays up to 8848 and relay workers the rest), DNS_SECONDS (3), DNS_REPS (3).
 # A peer that fails prints "failed: <why>" in its row; the rest goes on. A benchmark: it prints
