@@ -425,8 +425,7 @@ asio::awaitable<bool> Gateway::inspect_inline(Connection& c, tcp::socket& server
       // A server that speaks first may send a lot before the client says anything (a download
       // the client never answers): full-size buffers, as in the relay.
       BufferPool::Lease chunk = pool_.take();
-      server.non_blocking(true, ec);
-      size_t n = server.read_some(asio::buffer(chunk.data(), chunk.size()), ec);
+      size_t n = read_now(server, chunk.data(), chunk.size(), ec);
       if (ec == asio::error::would_block) continue;
       if (ec == asio::error::eof) {
         // The server said all it will say (daytime, a refusal): let the client see the end.

@@ -56,6 +56,20 @@ void reset(tcp::socket& socket) {
   socket.close(ec);
 }
 
+size_t read_now(tcp::socket& from, std::byte* data, size_t size, asio::error_code& ec) {
+  ec.clear();
+  ssize_t n = ::recv(from.native_handle(), data, size, MSG_DONTWAIT);
+  if (n > 0) return static_cast<size_t>(n);
+  if (n == 0) {
+    ec = asio::error::eof;
+  } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+    ec = asio::error::would_block;
+  } else {
+    ec = asio::error_code(errno, asio::error::get_system_category());
+  }
+  return 0;
+}
+
 asio::awaitable<bool> send_all(tcp::socket& socket, const std::vector<std::byte>& bytes) {
   if (bytes.empty()) co_return true;
   asio::error_code ec;
@@ -138,8 +152,8 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
       // kUnsupported: copy this time (and from now on, if the kernel refused the splice).
     }
     BufferPool::Lease buffer = pool.take();
-    size_t n = from.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    size_t n = read_now(from, buffer.data(), buffer.size(), ec);
+    if (ec == asio::error::would_block) continue;
     if (ec == asio::error::eof) {
       // Half-close: the other side may still send (e.g. an HTTP/1.0 response after the request).
       to.shutdown(tcp::socket::shutdown_send, ec);
@@ -188,8 +202,8 @@ asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, uint64_t
     if (ec || shared.watch.fired()) break;
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
     if (ec) break;
-    size_t n = from.read_some(asio::buffer(chunk), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    size_t n = read_now(from, chunk.data(), chunk.size(), ec);
+    if (ec == asio::error::would_block) {
       ec.clear();  // a spurious wake-up: wait again (the loop's top breaks on an error)
       continue;
     }
@@ -217,8 +231,11 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
   IdleWatch watch(co_await asio::this_coro::executor, idle_timeout, client, server);
   Shared shared{watch};
   asio::error_code ec;
-  if (!client.non_blocking()) client.non_blocking(true, ec);
-  if (!server.non_blocking()) server.non_blocking(true, ec);
+  // splice() needs O_NONBLOCK on the sockets (SPLICE_F_NONBLOCK covers only the pipe). asio
+  // has set it already for the reads and the connect that came before; this costs no syscall
+  // then (and asio's user-level non_blocking(true) would be an ioctl per socket).
+  if (!client.native_non_blocking()) client.native_non_blocking(true, ec);
+  if (!server.native_non_blocking()) server.native_non_blocking(true, ec);
   // The way down runs as a coroutine of its own and this one carries the way up, then waits
   // for it: cheaper than `up && down`, a parallel group of two spawned coroutines.
   auto executor = co_await asio::this_coro::executor;

@@ -125,4 +125,9 @@ asio::awaitable<bool> send_all(asio::ip::tcp::socket& socket, const std::vector<
 // clients that sent nothing the gateway could answer in their own protocol.
 void reset(asio::ip::tcp::socket& socket);
 
+// Reads what the socket has now, without waiting and without changing its blocking mode (one
+// recv(MSG_DONTWAIT)): the bytes read; or 0 with `ec` set to would_block (nothing there yet),
+// eof (the peer's FIN) or the error.
+size_t read_now(asio::ip::tcp::socket& from, std::byte* data, size_t size, asio::error_code& ec);
+
 }  // namespace netfence::gateway
