@@ -297,20 +297,37 @@ cpu_ns() { # cpu_ns PID: nanoseconds on CPU, all threads (schedstat: exact, not 
   echo "$s"
 }
 nginx_opens() { awk '/^Tcp:/ {if (h) print $7; else h=1}' "/proc/$NGINX_PID/net/snmp" 2>/dev/null; }
-cpu_sampler() { # cpu_sampler PATH FILE: the proxy's CPU per connection nginx accepted, over the
-  # middle of a run (from 1 s in to 0.5 s before its end); written to FILE in microseconds
-  local path=$1 file=$2 pid="" c1 o1 c2 o2
-  sleep 1 # past the sandbox's start and the first connections
+machine_busy_ticks() { # the machine's busy time, all CPUs, in clock ticks (/proc/stat: user,
+  # nice, system, irq, softirq, steal; not idle or iowait)
+  awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
+cpu_sampler() { # cpu_sampler PATH FILE: CPU per connection nginx accepted over the middle of a
+  # run (from 1 s in to 1 s before its end), in microseconds, into FILE as "PROXY CLIENT SERVER
+  # MACHINE": the proxy's own ("-" for the direct path), conn_load's, nginx's workers' and the
+  # whole machine's (every process, the kernel's softirq work included)
+  local path=$1 file=$2 pid="" client workers c1=0 c2=0 l1 l2 n1 n2 o1 o2 m1 m2 w
+  sleep 0.7 # past the sandbox's start (the processes are looked up, then 0.3 s more)
   case $path in
+    direct) ;;
     haproxy) pid=$HAPROXY_PID ;;
     *) pid=$(pgrep -n -f "^$NF run") ;;
   esac
-  [ -n "$pid" ] && [ -n "$NGINX_PID" ] || return 0
-  c1=$(cpu_ns "$pid") o1=$(nginx_opens)
-  sleep "$(awk -v s="$CONN_SECONDS" 'BEGIN {print s - 1.5}')"
-  c2=$(cpu_ns "$pid") o2=$(nginx_opens)
-  [ -d "/proc/$pid" ] && [ "${o2:-0}" -gt "${o1:-0}" ] &&
-    awk -v c=$((c2 - c1)) -v o=$((o2 - o1)) 'BEGIN {printf "%.1f\n", c / o / 1000}' >"$file"
+  client=$(pgrep -n -x conn_load) workers=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
+  [ "$path" = direct ] || [ -n "$pid" ] || return 0
+  [ -n "$NGINX_PID" ] && [ -n "$client" ] || return 0
+  sum_ns() { local x t=0; for x in "$@"; do t=$((t + $(cpu_ns "$x"))); done; echo "$t"; }
+  sleep 0.3
+  [ -z "$pid" ] || c1=$(cpu_ns "$pid")
+  l1=$(cpu_ns "$client") n1=$(sum_ns $workers) o1=$(nginx_opens) m1=$(machine_busy_ticks)
+  sleep "$(awk -v s="$CONN_SECONDS" 'BEGIN {print s - 2}')"
+  [ -z "$pid" ] || c2=$(cpu_ns "$pid")
+  l2=$(cpu_ns "$client") n2=$(sum_ns $workers) o2=$(nginx_opens) m2=$(machine_busy_ticks)
+  for w in $pid $client; do [ -d "/proc/$w" ] || return 0; done
+  [ "${o2:-0}" -gt "${o1:-0}" ] &&
+    awk -v c=$((c2 - c1)) -v l=$((l2 - l1)) -v n=$((n2 - n1)) -v m=$((m2 - m1)) \
+      -v o=$((o2 - o1)) -v hz="$(getconf CLK_TCK)" -v p="$pid" 'BEGIN {
+        printf "%s %.1f %.1f %.1f\n", p == "" ? "-" : sprintf("%.1f", c / o / 1000),
+          l / o / 1000, n / o / 1000, m / hz * 1e6 / o }' >"$file"
 }
 conn_once() { # conn_once PATH PROTO: one conn_load run into VAL[conn,PATH,PROTO,{rate,p50,p99}]
   local path=$1 proto=$2 key="conn,$1,$2" port=8080 tls=() out line
@@ -319,7 +336,7 @@ conn_once() { # conn_once PATH PROTO: one conn_load run into VAL[conn,PATH,PROTO
     --concurrency "$CONCURRENCY" --duration "$CONN_SECONDS")
   local t=$((CONN_SECONDS + 20)) sampler="" cpu_file="$W_DIR/cpu-$path-$proto"
   rm -f "$cpu_file"
-  if [ "$path" != direct ] && [ "$CONN_SECONDS" -ge 3 ]; then
+  if [ "$CONN_SECONDS" -ge 3 ]; then
     cpu_sampler "$path" "$cpu_file" &
     sampler=$!
   fi
@@ -335,7 +352,12 @@ conn_once() { # conn_once PATH PROTO: one conn_load run into VAL[conn,PATH,PROTO
   esac
   local rc=$?
   [ -n "$sampler" ] && wait "$sampler"
-  [ -s "$cpu_file" ] && VAL[$key,cpu]+="$(cat "$cpu_file") "
+  if [ -s "$cpu_file" ]; then
+    local proxy_us client_us server_us machine_us
+    read -r proxy_us client_us server_us machine_us <"$cpu_file"
+    [ "$proxy_us" = - ] || VAL[$key,cpu]+="$proxy_us "
+    VAL[$key,ccpu]+="$client_us " VAL[$key,scpu]+="$server_us " VAL[$key,mcpu]+="$machine_us "
+  fi
   line=$(grep '^conn_load ' <<<"$out")
   if [ -z "$line" ]; then
     note_fail "$key" "exit code $rc: $(grep -v '^$' <<<"$out" | tail -n 1)"
@@ -592,6 +614,25 @@ conn_rows() {
   row_vs "$P: proxy CPU per connection, netfence IP rule" "$(us_text "conn,nf-ip,$proto,cpu")" "$ci" HAProxy "$ch" "$href"
   row_vs "$P: proxy CPU per connection, netfence hostname rule" "$(us_text "conn,nf-name,$proto,cpu")" "$cn" HAProxy "$ch" "$href"
   row "$P: proxy CPU per connection, HAProxy" "$(us_text "conn,haproxy,$proto,cpu")" "" "" "" ""
+  # The whole machine's CPU per connection: what the two cores spend on one (client, server,
+  # proxy, kernel); a rate above is about two cores divided by it, less idle time. The client's
+  # and server's shares show what a path costs them (the sandbox's NAT runs in the client's).
+  local path label mref
+  mref="($(us_text "conn,haproxy,$proto,mcpu"))"
+  for path in direct nf-ip nf-name haproxy; do
+    case $path in
+      direct) label=direct ;; nf-ip) label="netfence IP rule" ;;
+      nf-name) label="netfence hostname rule" ;; haproxy) label=HAProxy ;;
+    esac
+    local k="conn,$path,$proto" text
+    text="$(us_text "$k,mcpu")"
+    [[ $text == failed* ]] || text+=", of which client $(us_text "$k,ccpu" | sed 's/ (.*//'), server $(us_text "$k,scpu" | sed 's/ (.*//')"
+    if [ "$path" = haproxy ]; then
+      row "$P: machine CPU per connection, $label" "$text" "" "" "" ""
+    else
+      row_vs "$P: machine CPU per connection, $label" "$text" "$(figure "$k,mcpu")" HAProxy "$(figure "conn,haproxy,$proto,mcpu")" "$mref"
+    fi
+  done
 }
 us_text() { local f; f=$(figure "$1") && printf "%.0f us%s" "$f" "$(spread "$1")" || echo "$f"; }
 dns_rows() {
