@@ -14,7 +14,8 @@
 #   connections  short HTTP/HTTPS requests, a fresh connection each (bench/conn_load): rate and
 #                connect-to-first-byte p50/p99: direct, netfence (IP rule; hostname rule, dial
 #                by SNI/Host), HAProxy (SNI routing in mode tcp; Host routing in mode http);
-#                and the proxy's own CPU per connection (schedstat, middle of each run)
+#                and CPU per connection (middle of each run): the proxy's own (schedstat), and
+#                the machine's (/proc/stat) with the client's and the server's share
 #   dns          queries per second, sinkholed and forwarded: netfence vs dnsmasq
 #                (bench/dns_compare.sh)
 #   start        start to exit of `true`: netfence run, unshare -Urn, bwrap, pasta
