@@ -1,0 +1,120 @@
+// Unit tests of the relay's socket helpers (src/gateway/relay.h) on loopback TCP pairs:
+// read_now's four outcomes (bytes, nothing yet, the peer's FIN, the peer's reset) and that it
+// leaves the socket's blocking mode as it found it.
+
+// The header under test first (see gateway_test.cc: asio's configuration must match the
+// gateway library's).
+#include "gateway/relay.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <cstddef>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "support/loopback_sockets.h"
+
+namespace netfence::gateway {
+namespace {
+
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// A connected loopback pair: `peer` is a plain blocking fd the test writes with, `socket` the
+// accepted side as an asio socket (blocking, as asio leaves a socket it was given).
+struct Pair {
+  asio::io_context io;
+  UniqueFd peer;
+  tcp::socket socket{io};
+};
+
+void connect_pair(Pair& p) {
+  Result<UniqueFd> listener = test::listen_tcp("127.0.0.1", 0);
+  ASSERT_TRUE(listener.ok()) << listener.error().message;
+  Result<UniqueFd> client = test::client_socket("127.0.0.1", 2s);
+  ASSERT_TRUE(client.ok()) << client.error().message;
+  ASSERT_TRUE(
+      test::connect_tcp(client->get(), "127.0.0.1", test::local_port(listener->get())).ok());
+  UniqueFd accepted = test::accept_within(listener->get(), 2s);
+  ASSERT_TRUE(accepted.valid());
+  p.peer = std::move(*client);
+  asio::error_code ec;
+  p.socket.assign(tcp::v4(), accepted.release(), ec);
+  ASSERT_FALSE(ec) << ec.message();
+}
+
+bool fd_non_blocking(int fd) {
+  return (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
+}
+
+// Waits (bounded) until the socket has something to read or an error pending.
+void wait_readable(tcp::socket& s) {
+  asio::error_code ec;
+  s.wait(tcp::socket::wait_read, ec);
+  ASSERT_FALSE(ec) << ec.message();
+}
+
+TEST(ReadNow, NothingThereIsWouldBlockAndTheSocketStaysBlocking) {
+  Pair p;
+  ASSERT_NO_FATAL_FAILURE(connect_pair(p));
+  ASSERT_FALSE(fd_non_blocking(p.socket.native_handle()));
+  std::array<std::byte, 64> buffer{};
+  asio::error_code ec;
+  EXPECT_EQ(read_now(p.socket, buffer.data(), buffer.size(), ec), 0u);
+  EXPECT_EQ(ec, asio::error::would_block) << ec.message();
+  EXPECT_FALSE(fd_non_blocking(p.socket.native_handle()));
+}
+
+TEST(ReadNow, ReadsWhatIsThereUpToTheBufferAndClearsAnOldError) {
+  Pair p;
+  ASSERT_NO_FATAL_FAILURE(connect_pair(p));
+  ASSERT_TRUE(test::write_all(p.peer.get(), std::string_view("hello, relay")));
+  ASSERT_NO_FATAL_FAILURE(wait_readable(p.socket));
+  std::array<std::byte, 5> buffer{};
+  asio::error_code ec = asio::error::would_block;  // left from an earlier call
+  ASSERT_EQ(read_now(p.socket, buffer.data(), buffer.size(), ec), 5u);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buffer.data()), 5), "hello");
+  std::array<std::byte, 64> rest{};
+  ASSERT_EQ(read_now(p.socket, rest.data(), rest.size(), ec), 7u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(rest.data()), 7), ", relay");
+  EXPECT_EQ(read_now(p.socket, rest.data(), rest.size(), ec), 0u);
+  EXPECT_EQ(ec, asio::error::would_block);
+}
+
+TEST(ReadNow, ThePeersFinIsEofAfterTheLastBytes) {
+  Pair p;
+  ASSERT_NO_FATAL_FAILURE(connect_pair(p));
+  ASSERT_TRUE(test::write_all(p.peer.get(), std::string_view("bye")));
+  ASSERT_EQ(::shutdown(p.peer.get(), SHUT_WR), 0);
+  ASSERT_NO_FATAL_FAILURE(wait_readable(p.socket));
+  std::array<std::byte, 64> buffer{};
+  asio::error_code ec;
+  // The bytes come first; the FIN shows on the read after them.
+  EXPECT_EQ(read_now(p.socket, buffer.data(), buffer.size(), ec), 3u);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(read_now(p.socket, buffer.data(), buffer.size(), ec), 0u);
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+}
+
+TEST(ReadNow, ThePeersResetIsAnErrorNotEofOrWouldBlock) {
+  Pair p;
+  ASSERT_NO_FATAL_FAILURE(connect_pair(p));
+  linger abort_on_close{1, 0};  // close() sends RST instead of FIN
+  ASSERT_EQ(
+      ::setsockopt(p.peer.get(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close), 0);
+  p.peer.reset();
+  ASSERT_NO_FATAL_FAILURE(wait_readable(p.socket));
+  std::array<std::byte, 64> buffer{};
+  asio::error_code ec;
+  EXPECT_EQ(read_now(p.socket, buffer.data(), buffer.size(), ec), 0u);
+  EXPECT_EQ(ec, asio::error::connection_reset) << ec.message();
+}
+
+}  // namespace
+}  // namespace netfence::gateway
