@@ -297,6 +297,7 @@ cpu_ns() { # cpu_ns PID: nanoseconds on CPU, all threads (schedstat: exact, not 
   for t in /proc/"$1"/task/*/schedstat; do read -r a _ <"$t" 2>/dev/null && s=$((s + a)); done
   echo "$s"
 }
+sum_ns() { local x t=0; for x in "$@"; do t=$((t + $(cpu_ns "$x"))); done; echo "$t"; }
 nginx_opens() { awk '/^Tcp:/ {if (h) print $7; else h=1}' "/proc/$NGINX_PID/net/snmp" 2>/dev/null; }
 machine_busy_ticks() { # the machine's busy time, all CPUs, in clock ticks (/proc/stat: user,
   # nice, system, irq, softirq, steal; not idle or iowait)
@@ -316,7 +317,6 @@ cpu_sampler() { # cpu_sampler PATH FILE: CPU per connection nginx accepted over 
   client=$(pgrep -n -x conn_load) workers=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
   [ "$path" = direct ] || [ -n "$pid" ] || return 0
   [ -n "$NGINX_PID" ] && [ -n "$client" ] || return 0
-  sum_ns() { local x t=0; for x in "$@"; do t=$((t + $(cpu_ns "$x"))); done; echo "$t"; }
   sleep 0.3
   [ -z "$pid" ] || c1=$(cpu_ns "$pid")
   l1=$(cpu_ns "$client") n1=$(sum_ns $workers) o1=$(nginx_opens) m1=$(machine_busy_ticks)
@@ -627,7 +627,7 @@ conn_rows() {
     esac
     local k="conn,$path,$proto" text
     text="$(us_text "$k,mcpu")"
-    [[ $text == failed* ]] || text+=", of which client $(us_text "$k,ccpu" | sed 's/ (.*//'), server $(us_text "$k,scpu" | sed 's/ (.*//')"
+    num "$text" && text+=", of which client $(us_only "$k,ccpu"), server $(us_only "$k,scpu")"
     if [ "$path" = haproxy ]; then
       row "$P: machine CPU per connection, $label" "$text" "" "" "" ""
     else
@@ -635,7 +635,8 @@ conn_rows() {
     fi
   done
 }
-us_text() { local f; f=$(figure "$1") && printf "%.0f us%s" "$f" "$(spread "$1")" || echo "$f"; }
+us_only() { local f; f=$(figure "$1") && printf "%.0f us" "$f" || echo "$f"; }
+us_text() { local t; t=$(us_only "$1") && num "$t" && t+="$(spread "$1")"; echo "$t"; }
 dns_rows() {
   local r nf dm
   for r in sinkhole forward; do
