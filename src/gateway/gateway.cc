@@ -115,6 +115,14 @@ struct Gateway::Connection {
   explicit Connection(tcp::socket s) : client(std::move(s)) {}
 };
 
+// What judging admitted: the decision logged with the connect event, whether the names are
+// still read inline, and whether the connection holds a learned address (released at its end).
+struct Gateway::Admission {
+  Decision decision;
+  bool inspect_inline = false;
+  bool holds_learned = false;
+};
+
 Gateway::Gateway(asio::any_io_executor executor, const policy::Policy& policy,
                  dns::Resolver& resolver, dns::LearnedAddresses& learned, EventLog& log,
                  Options options)
@@ -277,24 +285,28 @@ asio::awaitable<void> Gateway::handle(tcp::socket socket, tcp::endpoint peer) {
     co_return;
   }
   ++stats_.active;
-  co_await handle_judged(c);
+  if (std::optional<Admission> admitted = co_await judge(c)) {
+    std::optional<tcp::socket> server =
+        co_await connect_server(c, admitted->decision, admitted->inspect_inline);
+    if (server) co_await relay_connection(c, *server);
+    if (admitted->holds_learned) learned_.release(c.dst.address);
+  }
   --stats_.active;
 }
 
-asio::awaitable<void> Gateway::handle_judged(Connection& c) {
+asio::awaitable<std::optional<Gateway::Admission>> Gateway::judge(Connection& c) {
   const policy::IpAddress& ip = c.dst.address;
   uint16_t port = c.dst.port;
   Decision d = policy_.judge_address(ip, port);
   if (d.allowed()) {
     // Full access or an IP/CIDR rule: the address is the authority. Names are still read
     // inline when deny_net names hosts ("everything but X").
-    co_await connect_and_relay(c, d, policy_.deny().has_host_rules());
-    co_return;
+    co_return Admission{std::move(d), policy_.deny().has_host_rules(), false};
   }
   if (d.reason == Reason::kDenyRule || d.reason == Reason::kAlwaysDeny ||
       d.reason == Reason::kDisabled) {
     refuse(c, "connect", d);
-    co_return;
+    co_return std::nullopt;
   }
 
   // The address came from netfence's own answer for an allowed name (SPEC 1.3 step 4).
@@ -306,9 +318,7 @@ asio::awaitable<void> Gateway::handle_judged(Connection& c) {
     nd.detail =
         fmt::format("{} was in netfence's DNS answer for {}, {}", ip.to_string(), owner, nd.detail);
     learned_.hold(ip);
-    co_await connect_and_relay(c, nd, /*inspect_inline=*/true);
-    learned_.release(ip);
-    co_return;
+    co_return Admission{std::move(nd), /*inspect_inline=*/true, /*holds_learned=*/true};
   }
 
   // Read the name the client wants (SPEC 1.3 step 5).
@@ -337,14 +347,14 @@ asio::awaitable<void> Gateway::handle_judged(Connection& c) {
     Decision denied = d;
     denied.detail = why;
     refuse(c, "connect", denied);
-    co_return;
+    co_return std::nullopt;
   }
   Decision nd = policy_.judge_name(c.name, port);
   if (!nd.allowed()) {
     refuse(c, "connect", nd);
-    co_return;
+    co_return std::nullopt;
   }
-  co_await connect_and_relay(c, nd, false);
+  co_return Admission{std::move(nd), false, false};
 }
 
 asio::awaitable<Result<tcp::socket>> Gateway::dial(const policy::IpAddress& address,
@@ -573,7 +583,9 @@ UpstreamFilter Gateway::http_filter(Connection& c) {
   };
 }
 
-asio::awaitable<void> Gateway::connect_and_relay(Connection& c, const Decision& d, bool inspect) {
+asio::awaitable<std::optional<tcp::socket>> Gateway::connect_server(Connection& c,
+                                                                    const Decision& d,
+                                                                    bool inspect) {
   Result<tcp::socket> server = Error{};
   bool by_name = c.name_source == "sni" || c.name_source == "host";
   if (by_name) {
@@ -593,38 +605,45 @@ asio::awaitable<void> Gateway::connect_and_relay(Connection& c, const Decision& 
     // The policy allowed it; the network did not. Tell the client in its own protocol.
     refuse(c, "dial", failed);
     log_close(c, RelayResult{}, "dial_failed");
-    co_return;
+    co_return std::nullopt;
   }
   if (inspect && !co_await inspect_inline(c, server.value())) {
     RelayResult none;
     none.bytes_down = c.early_down;
     log_close(c, none, c.close_reason);
-    co_return;
+    co_return std::nullopt;
   }
+  co_return std::move(server.value());
+}
+
+asio::awaitable<void> Gateway::relay_connection(Connection& c, tcp::socket& server) {
   RelayResult r;
   if (c.http) {
-    r = co_await relay_filtered(c.client, server.value(), pool_, options_.idle_timeout,
+    r = co_await relay_filtered(c.client, server, pool_, options_.idle_timeout,
                                 std::move(c.first_bytes), http_filter(c));
   } else {
-    if (!co_await send_all(server.value(), c.first_bytes)) {
+    if (!co_await send_all(server, c.first_bytes)) {
       reset(c.client);
-      reset(server.value());
+      reset(server);
       log_close(c, RelayResult{}, "reset");
       co_return;
     }
+    // Sent: the bytes (a ClientHello, say) need not stay with the connection while it relays.
+    uint64_t first_bytes = c.first_bytes.size();
+    std::vector<std::byte>().swap(c.first_bytes);
     std::optional<RelayResult> spilled;
     if (workers_ && stats_.active - stats_.on_workers > options_.limits.local_relays) {
       // This thread's descriptor table is kept for connections still being judged.
       ++stats_.on_workers;
-      spilled = co_await workers_->relay(c.client, server.value(), options_.idle_timeout);
+      spilled = co_await workers_->relay(c.client, server, options_.idle_timeout);
       --stats_.on_workers;
     }
     if (spilled) {
       r = *spilled;
     } else {
-      r = co_await relay(c.client, server.value(), pool_, options_.idle_timeout);
+      r = co_await relay(c.client, server, pool_, options_.idle_timeout);
     }
-    r.bytes_up += c.first_bytes.size();
+    r.bytes_up += first_bytes;
   }
   r.bytes_down += c.early_down;
   log_close(c, r, "");

@@ -117,15 +117,26 @@ class Gateway {
 
  private:
   struct Connection;
+  struct Admission;
 
+  // A connection's steps, each a coroutine of its own that returns before the next begins: an
+  // idle relayed connection keeps only handle's frame and the relay's, not those of the
+  // judging and dialing that came before (docs/benchmarks.md, memory per idle connection).
   asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor);
   asio::awaitable<void> handle(asio::ip::tcp::socket client, asio::ip::tcp::endpoint peer);
-  asio::awaitable<void> handle_judged(Connection& c);
+  // Judges the connection (SPEC 1.3 steps 1-5): what was admitted, or nullopt when it was
+  // refused (and told so, and logged).
+  asio::awaitable<std::optional<Admission>> judge(Connection& c);
+  // Dials what was admitted and, where asked, reads the names inline: the server's socket, or
+  // nullopt when the connection ended (refused or closed, and logged).
+  asio::awaitable<std::optional<asio::ip::tcp::socket>> connect_server(Connection& c,
+                                                                       const policy::Decision& d,
+                                                                       bool inspect_inline);
+  // Relays until both sides end, then logs the close.
+  asio::awaitable<void> relay_connection(Connection& c, asio::ip::tcp::socket& server);
   asio::awaitable<Result<asio::ip::tcp::socket>> dial(const policy::IpAddress& address,
                                                       uint16_t port);
   asio::awaitable<Result<asio::ip::tcp::socket>> dial_name(Connection& c, const std::string& name);
-  asio::awaitable<void> connect_and_relay(Connection& c, const policy::Decision& d,
-                                          bool inspect_inline);
   asio::awaitable<bool> inspect_inline(Connection& c, asio::ip::tcp::socket& server);
   UpstreamFilter http_filter(Connection& c);
   void refuse(Connection& c, std::string_view event, const policy::Decision& d);

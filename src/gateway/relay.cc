@@ -225,8 +225,7 @@ namespace {
 
 asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server, BufferPool& pool,
                                        std::chrono::milliseconds idle_timeout,
-                                       std::vector<std::byte> initial,
-                                       const UpstreamFilter* filter) {
+                                       std::vector<std::byte> initial, UpstreamFilter filter) {
   RelayResult result;
   IdleWatch watch(co_await asio::this_coro::executor, idle_timeout, client, server);
   Shared shared{watch};
@@ -246,8 +245,8 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
                    down_running = false;
                    down_done.cancel();
                  });
-  if (filter != nullptr) {
-    co_await filtered_pump(client, server, result.bytes_up, shared, std::move(initial), *filter);
+  if (filter) {
+    co_await filtered_pump(client, server, result.bytes_up, shared, std::move(initial), filter);
   } else {
     co_await pump(client, server, pool, result.bytes_up, shared);
   }
@@ -270,14 +269,16 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
 
 asio::awaitable<RelayResult> relay(tcp::socket& client, tcp::socket& server, BufferPool& pool,
                                    std::chrono::milliseconds idle_timeout) {
-  co_return co_await run_relay(client, server, pool, idle_timeout, {}, nullptr);
+  // Not a coroutine itself: run_relay's frame is the relay's only one (an idle connection keeps
+  // every frame of its chain).
+  return run_relay(client, server, pool, idle_timeout, {}, {});
 }
 
 asio::awaitable<RelayResult> relay_filtered(tcp::socket& client, tcp::socket& server,
                                             BufferPool& pool,
                                             std::chrono::milliseconds idle_timeout,
                                             std::vector<std::byte> initial, UpstreamFilter filter) {
-  co_return co_await run_relay(client, server, pool, idle_timeout, std::move(initial), &filter);
+  return run_relay(client, server, pool, idle_timeout, std::move(initial), std::move(filter));
 }
 
 }  // namespace netfence::gateway
