@@ -278,6 +278,8 @@ asio::awaitable<RelayResult> relay_filtered(tcp::socket& client, tcp::socket& se
                                             BufferPool& pool,
                                             std::chrono::milliseconds idle_timeout,
                                             std::vector<std::byte> initial, UpstreamFilter filter) {
+  // run_relay copies without a filter and drops `initial`: an empty filter passes everything.
+  if (!filter) filter = [](std::span<const std::byte> pending) { return pending.size(); };
   return run_relay(client, server, pool, idle_timeout, std::move(initial), std::move(filter));
 }
 

@@ -1,6 +1,6 @@
 // Unit tests of the relay's socket helpers (src/gateway/relay.h) on loopback TCP pairs:
 // read_now's four outcomes (bytes, nothing yet, the peer's FIN, the peer's reset) and that it
-// leaves the socket's blocking mode as it found it.
+// leaves the socket's blocking mode as it found it; relay_filtered with an empty filter.
 
 // The header under test first (see gateway_test.cc: asio's configuration must match the
 // gateway library's).
@@ -10,10 +10,14 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <cstddef>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -114,6 +118,49 @@ TEST(ReadNow, ThePeersResetIsAnErrorNotEofOrWouldBlock) {
   asio::error_code ec;
   EXPECT_EQ(read_now(p.socket, buffer.data(), buffer.size(), ec), 0u);
   EXPECT_EQ(ec, asio::error::connection_reset) << ec.message();
+}
+
+// An empty filter passes everything; the bytes read before the relay still go first.
+TEST(RelayFiltered, AnEmptyFilterPassesTheInitialBytesAndTheRest) {
+  Pair client;  // peer: the sandboxed client; socket: the gateway's end
+  Pair server;  // peer: the server; socket: the gateway's dialed end
+  ASSERT_NO_FATAL_FAILURE(connect_pair(client));
+  ASSERT_NO_FATAL_FAILURE(connect_pair(server));
+  asio::io_context io;
+  tcp::socket from_client(io), to_server(io);
+  asio::error_code ec;
+  from_client.assign(tcp::v4(), client.socket.release(ec), ec);
+  to_server.assign(tcp::v4(), server.socket.release(ec), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  BufferPool pool;
+  std::string initial_text = "GET / HTTP/1.1\r\n";
+  std::vector<std::byte> initial(
+      reinterpret_cast<const std::byte*>(initial_text.data()),
+      reinterpret_cast<const std::byte*>(initial_text.data()) + initial_text.size());
+  RelayResult result;
+  bool done = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        result = co_await relay_filtered(from_client, to_server, pool, 5s, std::move(initial),
+                                         UpstreamFilter{});
+        done = true;
+      },
+      asio::detached);
+  std::thread loop([&] { io.run(); });
+  ASSERT_TRUE(test::write_all(client.peer.get(), std::string_view("Host: a.test\r\n\r\n")));
+  ASSERT_EQ(::shutdown(client.peer.get(), SHUT_WR), 0);
+  test::ReadResult up = test::read_to_end(server.peer.get());
+  EXPECT_EQ(up.data, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+  EXPECT_TRUE(up.eof);
+  ASSERT_EQ(::shutdown(server.peer.get(), SHUT_WR), 0);  // the server is done too
+  test::ReadResult down = test::read_to_end(client.peer.get());
+  EXPECT_TRUE(down.eof);
+  loop.join();
+  EXPECT_TRUE(done);
+  EXPECT_EQ(result.bytes_up, up.data.size());
+  EXPECT_FALSE(result.reset);
+  EXPECT_FALSE(result.cut);
 }
 
 }  // namespace
