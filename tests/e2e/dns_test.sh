@@ -65,6 +65,17 @@ wait_ready() {  # PORT LOG
   return 1
 }
 
+# wait_sinkhole PORT: bounded wait until the server answers a blocked name from its sinkhole, for
+# servers whose upstream cannot answer ready.invalid (dig prints "connection refused" while
+# nothing listens, so any output is not enough).
+wait_sinkhole() {
+  for _ in $(seq 100); do
+    [[ $(q "$1" x.invalid A) == 0.0.0.0 ]] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # ---- the upstream: dnsmasq, authoritative for the test names, logging every query ----
 up=$(free_port)
 big_records=()
@@ -196,7 +207,7 @@ port=$(free_port)
   -q --timeout-ms 300 2>"$dir/down.err" &
 pid=$!
 pids+=("$pid")
-for _ in $(seq 100); do [[ -n $(q $port x.invalid A) ]] && break; sleep 0.05; done
+wait_sinkhole "$port"
 check "upstream refused -> SERVFAIL" "$(status $port api.example.com A)" "SERVFAIL"
 check "blocked names still answered with the upstream down" "$(q $port x.invalid A)" "0.0.0.0"
 # A silent upstream (reads, never answers): SERVFAIL after the per-try timeout, well within dig's.
@@ -211,7 +222,7 @@ port=$(free_port)
 "$NF" dns --listen 127.0.0.1:"$port" --upstream 127.0.0.1:"$(cat "$dir/silent.port")" \
   --allow-net api.example.com -q --timeout-ms 300 2>"$dir/silent.err" &
 pids+=($!)
-for _ in $(seq 100); do [[ -n $(q $port x.invalid A) ]] && break; sleep 0.05; done
+wait_sinkhole "$port"
 check "upstream silent -> SERVFAIL" "$(status $port api.example.com A)" "SERVFAIL"
 
 # ---- blocked-answer modes and full access ----
