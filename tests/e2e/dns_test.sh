@@ -57,7 +57,9 @@ count() {
 
 wait_ready() {  # PORT LOG
   for _ in $(seq 100); do
-    [[ -n $(dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 ready.invalid A 2>/dev/null) ]] && return 0
+    # An address, not just output: dig prints "connection refused" while nothing listens.
+    [[ $(dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 ready.invalid A 2>/dev/null) =~ ^[0-9]+(\.[0-9]+){3}$ ]] &&
+      return 0
     sleep 0.05
   done
   echo "server on port $1 did not come up:"
