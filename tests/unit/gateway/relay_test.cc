@@ -21,6 +21,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/bytes.h"
 #include "support/loopback_sockets.h"
 
 namespace netfence::gateway {
@@ -83,10 +84,10 @@ TEST(ReadNow, ReadsWhatIsThereUpToTheBufferAndClearsAnOldError) {
   asio::error_code ec = asio::error::would_block;  // left from an earlier call
   ASSERT_EQ(read_now(p.socket, buffer.data(), buffer.size(), ec), 5u);
   EXPECT_FALSE(ec) << ec.message();
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buffer.data()), 5), "hello");
+  EXPECT_EQ(as_chars(buffer), "hello");
   std::array<std::byte, 64> rest{};
   ASSERT_EQ(read_now(p.socket, rest.data(), rest.size(), ec), 7u);
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(rest.data()), 7), ", relay");
+  EXPECT_EQ(as_chars(ByteSpan(rest).first(7)), ", relay");
   EXPECT_EQ(read_now(p.socket, rest.data(), rest.size(), ec), 0u);
   EXPECT_EQ(ec, asio::error::would_block);
 }
@@ -133,10 +134,8 @@ TEST(RelayFiltered, AnEmptyFilterPassesTheInitialBytesAndTheRest) {
   to_server.assign(tcp::v4(), server.socket.release(ec), ec);
   ASSERT_FALSE(ec) << ec.message();
   BufferPool pool;
-  std::string initial_text = "GET / HTTP/1.1\r\n";
-  std::vector<std::byte> initial(
-      reinterpret_cast<const std::byte*>(initial_text.data()),
-      reinterpret_cast<const std::byte*>(initial_text.data()) + initial_text.size());
+  ByteSpan initial_text = as_bytes("GET / HTTP/1.1\r\n");
+  std::vector<std::byte> initial(initial_text.begin(), initial_text.end());
   RelayResult result;
   bool done = false;
   asio::co_spawn(
