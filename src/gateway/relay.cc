@@ -248,7 +248,19 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
   if (filter) {
     co_await filtered_pump(client, server, result.bytes_up, shared, std::move(initial), filter);
   } else {
-    co_await pump(client, server, pool, result.bytes_up, shared);
+    // Bytes read before the relay go first (relay() has none: no send_all frame then), and are
+    // not held for the connection's life.
+    bool sent = true;
+    if (!initial.empty()) sent = co_await send_all(server, initial);
+    if (sent) result.bytes_up += initial.size();
+    std::vector<std::byte>().swap(initial);
+    if (sent) {
+      co_await pump(client, server, pool, result.bytes_up, shared);
+    } else {
+      shared.failed = true;  // as pump does on a failed write: reset both, which ends the way down
+      reset(client);
+      reset(server);
+    }
   }
   if (down_running) co_await down_done.async_wait(redirect_error(use_awaitable, ec));
   result.idle_timeout = watch.fired();
@@ -278,8 +290,6 @@ asio::awaitable<RelayResult> relay_filtered(tcp::socket& client, tcp::socket& se
                                             BufferPool& pool,
                                             std::chrono::milliseconds idle_timeout,
                                             std::vector<std::byte> initial, UpstreamFilter filter) {
-  // run_relay copies without a filter and drops `initial`: an empty filter passes everything.
-  if (!filter) filter = [](std::span<const std::byte> pending) { return pending.size(); };
   return run_relay(client, server, pool, idle_timeout, std::move(initial), std::move(filter));
 }
 

@@ -111,8 +111,8 @@ using UpstreamFilter = std::function<std::optional<size_t>(std::span<const std::
 asio::awaitable<RelayResult> relay(asio::ip::tcp::socket& client, asio::ip::tcp::socket& server,
                                    BufferPool& pool, std::chrono::milliseconds idle_timeout);
 // The same with a filter on the client-to-server direction; `initial` (bytes already read from
-// the client, e.g. while classifying) go through the filter first (an empty filter passes
-// everything). Counts include them.
+// the client, e.g. while classifying) go through the filter first (with an empty filter,
+// they are sent and the rest is relayed as relay() does). Counts include them.
 asio::awaitable<RelayResult> relay_filtered(asio::ip::tcp::socket& client,
                                             asio::ip::tcp::socket& server, BufferPool& pool,
                                             std::chrono::milliseconds idle_timeout,

@@ -55,26 +55,21 @@ count() {
   dig +noall +answer +time=3 +tries=1 -p "$1" @127.0.0.1 "$2" "$3" "${@:4}" 2>/dev/null | grep -c .
 }
 
-wait_ready() {  # PORT LOG
+# wait_answer PORT NAME REGEX: bounded wait until the server on PORT answers NAME's A query with
+# something matching REGEX (an answer, not just output: dig prints "connection refused" to stdout
+# while nothing listens).
+wait_answer() {
   for _ in $(seq 100); do
-    # An address, not just output: dig prints "connection refused" while nothing listens.
-    [[ $(dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 ready.invalid A 2>/dev/null) =~ ^[0-9]+(\.[0-9]+){3}$ ]] &&
-      return 0
+    [[ $(dig +short +time=1 +tries=1 -p "$1" @127.0.0.1 "$2" A 2>/dev/null) =~ $3 ]] && return 0
     sleep 0.05
   done
-  echo "server on port $1 did not come up:"
-  cat "$2"
   return 1
 }
 
-# wait_sinkhole PORT: bounded wait until the server answers a blocked name from its sinkhole, for
-# servers whose upstream cannot answer ready.invalid (dig prints "connection refused" while
-# nothing listens, so any output is not enough).
-wait_sinkhole() {
-  for _ in $(seq 100); do
-    [[ $(q "$1" x.invalid A) == 0.0.0.0 ]] && return 0
-    sleep 0.05
-  done
+wait_ready() {  # PORT LOG: an address for ready.invalid, else LOG is printed
+  wait_answer "$1" ready.invalid '^[0-9]+(\.[0-9]+){3}$' && return 0
+  echo "server on port $1 did not come up:"
+  cat "$2"
   return 1
 }
 
@@ -209,7 +204,7 @@ port=$(free_port)
   -q --timeout-ms 300 2>"$dir/down.err" &
 pid=$!
 pids+=("$pid")
-wait_sinkhole "$port"
+wait_answer "$port" x.invalid '^0\.0\.0\.0$'  # the sinkhole answers; the upstream cannot
 check "upstream refused -> SERVFAIL" "$(status $port api.example.com A)" "SERVFAIL"
 check "blocked names still answered with the upstream down" "$(q $port x.invalid A)" "0.0.0.0"
 # A silent upstream (reads, never answers): SERVFAIL after the per-try timeout, well within dig's.
@@ -224,7 +219,7 @@ port=$(free_port)
 "$NF" dns --listen 127.0.0.1:"$port" --upstream 127.0.0.1:"$(cat "$dir/silent.port")" \
   --allow-net api.example.com -q --timeout-ms 300 2>"$dir/silent.err" &
 pids+=($!)
-wait_sinkhole "$port"
+wait_answer "$port" x.invalid '^0\.0\.0\.0$'  # the sinkhole answers; the upstream cannot
 check "upstream silent -> SERVFAIL" "$(status $port api.example.com A)" "SERVFAIL"
 
 # ---- blocked-answer modes and full access ----
