@@ -167,6 +167,8 @@ int RunCommand::run(std::vector<std::string> argv) const {
   policy::Policy& pol = compiled.value();
   for (const std::string& w : pol.warnings())
     std::fprintf(stderr, "netfence: warning: %s\n", w.c_str());
+  // Before the fork: the dump of the host's addresses would wait for the RTNL lock that the
+  // child holds while it builds its links.
   pol.set_host_addresses(host_addresses());
 
   dns::ResolverConfig resolver_config;
@@ -197,18 +199,21 @@ int RunCommand::run(std::vector<std::string> argv) const {
   options.argv = std::move(argv);
   options.stdio = stdio;
   udp_allow_sets(pol, options);
-  auto box = sandbox::Sandbox::start(options);
+  // The child builds its namespace (a few milliseconds of kernel work) while this process does
+  // its own set-up; the gateway serves only once both are done.
+  auto box = sandbox::Sandbox::spawn(options);
   if (!box) return setup_failed(box.error().message);
   // Defence in depth for the gateway, which acts from the host's network namespace: the
   // command shares our pid namespace, and ptrace or /proc/PID/mem of netfence is already refused
   // (it lacks CAP_SYS_PTRACE across the user-namespace boundary, or our capabilities as root);
-  // non-dumpable also refuses it to any other same-uid process. Only now: the child had to be
-  // dumpable to write its own uid maps.
+  // non-dumpable also refuses it to any other same-uid process. Only after the fork: the child
+  // has to be dumpable to write its own uid maps (it inherits the flag).
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
     return setup_failed(std::string("cannot make netfence non-dumpable: ") + std::strerror(errno));
   }
 
   if (pol.disabled()) {
+    if (auto ready = box->await_ready(); !ready) return setup_failed(ready.error().message);
     if (auto released = box->release(); !released) {
       std::fprintf(stderr, "netfence: %s\n", released.error().message.c_str());
     }
@@ -226,9 +231,7 @@ int RunCommand::run(std::vector<std::string> argv) const {
   gateway_options.connect_timeout = std::chrono::milliseconds(connect_timeout_ms);
   gateway_options.limits = gateway::connection_limits_for_fd_limit(raise_fd_limit());
   gateway::Gateway gw(io.get_executor(), pol, resolver, learned, *event_log, gateway_options);
-
-  sandbox::Listeners& l = box->listeners();
-  UniqueFd conntrack = std::move(l.conntrack);
+  UniqueFd conntrack;  // the child's, received with the listeners
   gateway::UdpRelay udp(
       io.get_executor(), pol, *event_log,
       [&conntrack](const sockaddr_storage& client,
@@ -242,6 +245,10 @@ int RunCommand::run(std::vector<std::string> argv) const {
         }
         return destination;
       });
+
+  if (auto ready = box->await_ready(); !ready) return setup_failed(ready.error().message);
+  sandbox::Listeners& l = box->listeners();
+  conntrack = std::move(l.conntrack);
   Result<void> served;
   for (UniqueFd* fd : {&l.dns_udp_v4, &l.dns_udp_v6}) {
     if (served && fd->valid()) served = dns_server.serve_udp(std::move(*fd));

@@ -67,6 +67,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <thread>
 #include <utility>
@@ -283,42 +284,50 @@ Result<Listeners> create_listeners() {
 constexpr uint32_t kLinkMtu = 65535;
 constexpr uint32_t kGsoMaxSize = 512 * 1024 - 8;
 
-Result<void> configure_links(NetworkMode mode) {
+// Brings lo up (first: the listeners on ::1 need it) and returns the socket for the veth.
+Result<Rtnetlink> bring_up_loopback(NetworkMode mode) {
   auto netlink = Rtnetlink::open();
   if (!netlink) return netlink.error();
   auto lo = netlink->link_index("lo");
   if (!lo) return lo.error();
-  if (mode == NetworkMode::kDisabled) return netlink->set_link_up(*lo);
+  if (mode == NetworkMode::kDisabled) {
+    if (auto up = netlink->set_link_up(*lo); !up) return up.error();
+    return netlink;
+  }
   // Every TCP connection of the command crosses the sandbox twice in the kernel (to the
   // listener, and its replies back), as packets the size of the route's MTU and GSO limit: at
   // the largest sizes each stream needs the fewest packets, and every packet costs a pass
   // through conntrack, NAT and the rules (docs/sandbox.md, "Packet sizes"). Kernels before
   // 5.19 refuse GSO packets over 64 KiB: then the defaults.
   if (!netlink->set_link_up(*lo, kGsoMaxSize)) {
-    if (auto up = netlink->set_link_up(*lo); !up) return up;
+    if (auto up = netlink->set_link_up(*lo); !up) return up.error();
   }
+  return netlink;
+}
 
+// The link that carries the default routes (enabled mode only), its addresses and routes.
+Result<void> configure_veth(Rtnetlink& netlink) {
   // A veth pair with both ends inside: the kernel may lack the `dummy` link type, routes via `lo`
   // are turned into reject routes for IPv6, and a tun device needs /dev/net/tun. Nothing is ever
   // transmitted on it: the ruleset redirects, rejects or drops every packet before it leaves.
-  if (!netlink->add_veth(kLinkName, kPeerLinkName, kLinkMtu, kGsoMaxSize)) {
-    if (auto veth = netlink->add_veth(kLinkName, kPeerLinkName, kLinkMtu, 0); !veth) return veth;
+  if (!netlink.add_veth(kLinkName, kPeerLinkName, kLinkMtu, kGsoMaxSize)) {
+    if (auto veth = netlink.add_veth(kLinkName, kPeerLinkName, kLinkMtu, 0); !veth) return veth;
   }
-  auto link = netlink->link_index(kLinkName);
+  auto link = netlink.link_index(kLinkName);
   if (!link) return link.error();
-  auto peer = netlink->link_index(kPeerLinkName);
+  auto peer = netlink.link_index(kPeerLinkName);
   if (!peer) return peer.error();
   // With its peer down the link would have no carrier; keep both up so routes stay usable
   // regardless of ignore_routes_with_linkdown.
-  if (auto up = netlink->set_link_up(*peer); !up) return up;
+  if (auto up = netlink.set_link_up(*peer); !up) return up;
   in_addr v4;
   in6_addr v6;
   ::inet_pton(AF_INET, kAddressV4, &v4);
   ::inet_pton(AF_INET6, kAddressV6, &v6);
-  if (auto added = netlink->add_address(*link, v4, 32); !added) return added;
-  if (auto added = netlink->add_address(*link, v6, 128); !added) return added;
-  if (auto route = netlink->add_default_route_v4(*link, &v4); !route) return route;
-  return netlink->add_default_route_v6(*link);
+  if (auto added = netlink.add_address(*link, v4, 32); !added) return added;
+  if (auto added = netlink.add_address(*link, v6, 128); !added) return added;
+  if (auto route = netlink.add_default_route_v4(*link, &v4); !route) return route;
+  return netlink.add_default_route_v6(*link);
 }
 
 // A fresh sysfs shows this namespace's links (/sys/class/net: lo, netfence0), not the host's.
@@ -531,29 +540,35 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     setup_failed(plan, Error{"cannot make mounts private: " + errno_text(errno)});
   }
-  // The netlink ruleset names no link but lo (by index 1), so it is loaded on a second thread
-  // while this one builds the links and listeners, and a third installs resolv.conf and mounts
-  // a fresh sysfs: the slow steps of the setup overlap. Nothing runs before all are done. The
-  // nft binary loader forks, so it waits for the third thread first (see there).
+  // lo first: the listeners on ::1 need it. Then the slow steps overlap: the netlink ruleset
+  // (it names no link but lo, by index 1) and the listeners (bound to wildcard and loopback
+  // addresses only) on a second thread while this one builds the veth, its addresses and
+  // routes, and a third installs resolv.conf and mounts a fresh sysfs. Nothing runs before all
+  // are done. The nft binary loader forks, so it waits for the third thread first (see there).
+  auto netlink = bring_up_loopback(plan.mode);
+  if (!netlink) setup_failed(plan, netlink.error());
+  const bool enabled = plan.mode == NetworkMode::kEnabled;
   Result<void> resolv;
   std::thread resolv_installer([&] {
     resolv = install_resolv_conf(plan.resolv_conf);
     mount_fresh_sysfs();
   });
   Result<void> loaded;
+  std::optional<Result<Listeners>> created;
   std::thread loader;
-  if (plan.mode == NetworkMode::kEnabled && plan.nft_loader == NftLoader::kNetlink) {
-    loader = std::thread([&] { loaded = load_ruleset_batch(plan.ruleset_batch); });
+  if (enabled && plan.nft_loader == NftLoader::kNetlink) {
+    loader = std::thread([&] {
+      loaded = load_ruleset_batch(plan.ruleset_batch);
+      if (loaded) created = create_listeners();
+    });
   }
-  if (auto links = configure_links(plan.mode); !links) setup_failed(plan, links.error());
+  Result<void> links = enabled ? configure_veth(*netlink) : Result<void>{};
+  if (loader.joinable()) loader.join();
+  if (!links) setup_failed(plan, links.error());
   Listeners listeners;
-  if (plan.mode == NetworkMode::kEnabled) {
-    auto created = create_listeners();
-    if (!created) setup_failed(plan, created.error());
-    listeners = std::move(*created);
+  if (enabled) {
     switch (plan.nft_loader) {
       case NftLoader::kNetlink:
-        loader.join();
         break;
       case NftLoader::kLibrary:
         loaded = load_ruleset_with_library(plan.ruleset);
@@ -566,6 +581,9 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
         break;
     }
     if (!loaded) setup_failed(plan, loaded.error());
+    if (!created) created = create_listeners();
+    if (!*created) setup_failed(plan, created->error());
+    listeners = std::move(**created);
   }
   if (resolv_installer.joinable()) resolv_installer.join();
   if (!resolv) setup_failed(plan, resolv.error());
@@ -634,6 +652,13 @@ int exit_code_from_status(int status) {
 }
 
 Result<Sandbox> Sandbox::start(const Options& options) {
+  auto sandbox = spawn(options);
+  if (!sandbox) return sandbox.error();
+  if (auto ready = sandbox->await_ready(); !ready) return ready.error();
+  return sandbox;
+}
+
+Result<Sandbox> Sandbox::spawn(const Options& options) {
   if (options.argv.empty() || options.argv[0].empty()) return fail("no command to run");
 
   ChildPlan plan;
@@ -689,11 +714,8 @@ Result<Sandbox> Sandbox::start(const Options& options) {
 
   // pidfd_open fails only on kernels before 5.3; pid-based signalling is the fallback.
   Sandbox sandbox(pid, UniqueFd(pidfd_open(pid)), std::move(parent_end));
-  if (auto ready =
-          sandbox.await_ready(options.setup_timeout, options.mode == NetworkMode::kEnabled);
-      !ready) {
-    return ready.error();  // ~Sandbox kills and reaps the child
-  }
+  sandbox.setup_timeout_ = options.setup_timeout;
+  sandbox.expect_listeners_ = options.mode == NetworkMode::kEnabled;
   return sandbox;
 }
 
@@ -706,6 +728,9 @@ Sandbox::Sandbox(Sandbox&& other) noexcept
       control_(std::move(other.control_)),
       listeners_(std::move(other.listeners_)),
       released_(other.released_),
+      ready_(other.ready_),
+      setup_timeout_(other.setup_timeout_),
+      expect_listeners_(other.expect_listeners_),
       exit_code_(other.exit_code_),
       netns_device_(std::exchange(other.netns_device_, 0)),
       netns_inode_(std::exchange(other.netns_inode_, 0)) {}
@@ -718,6 +743,9 @@ Sandbox& Sandbox::operator=(Sandbox&& other) noexcept {
     control_ = std::move(other.control_);
     listeners_ = std::move(other.listeners_);
     released_ = other.released_;
+    ready_ = other.ready_;
+    setup_timeout_ = other.setup_timeout_;
+    expect_listeners_ = other.expect_listeners_;
     exit_code_ = other.exit_code_;
     netns_device_ = std::exchange(other.netns_device_, 0);
     netns_inode_ = std::exchange(other.netns_inode_, 0);
@@ -742,7 +770,11 @@ void Sandbox::kill_and_reap() {
   netns_inode_ = 0;
 }
 
-Result<void> Sandbox::await_ready(std::chrono::milliseconds timeout, bool expect_listeners) {
+Result<void> Sandbox::await_ready() {
+  if (ready_) return fail("the sandbox is already ready");
+  if (!control_ || pid_ < 0) return fail("the sandbox is not running");
+  const std::chrono::milliseconds timeout = setup_timeout_;
+  const bool expect_listeners = expect_listeners_;
   pollfd ready{control_.get(), POLLIN, 0};
   int polled;
   do {
@@ -789,12 +821,14 @@ Result<void> Sandbox::await_ready(std::chrono::milliseconds timeout, bool expect
   }
   netns_device_ = netns.st_dev;
   netns_inode_ = netns.st_ino;
+  ready_ = true;
   return {};
 }
 
 Result<void> Sandbox::release() {
   if (released_) return fail("the sandbox has already been released");
   if (!control_) return fail("the sandbox is not running");
+  if (!ready_) return fail("the sandbox is not ready (await_ready() first)");
   released_ = true;
   MessageHeader go{MessageKind::kGo, 0};
   ssize_t n;

@@ -101,6 +101,13 @@ class Sandbox {
   // the child already killed and reaped, if setup fails (the message says which step and why;
   // callers exit 125), times out, or the options are invalid.
   static Result<Sandbox> start(const Options& options);
+  // start() in two steps, so that the caller can do its own set-up while the child builds its
+  // namespace (several milliseconds of kernel work): spawn() forks and returns at once (it fails
+  // only if the options are invalid or the fork fails); await_ready() then waits as start()
+  // does, and fails, with the child killed and reaped by the destructor, as start() would.
+  // release() before a successful await_ready() fails.
+  static Result<Sandbox> spawn(const Options& options);
+  Result<void> await_ready();
 
   Sandbox(Sandbox&& other) noexcept;
   Sandbox& operator=(Sandbox&& other) noexcept;
@@ -150,7 +157,6 @@ class Sandbox {
 
  private:
   Sandbox(pid_t pid, UniqueFd pidfd, UniqueFd control);
-  Result<void> await_ready(std::chrono::milliseconds timeout, bool expect_listeners);
   void reap_after(int status);
   void kill_and_reap();
   void kill_and_reap_remaining();
@@ -160,6 +166,9 @@ class Sandbox {
   UniqueFd control_;  // SOCK_SEQPACKET to the child until release()
   Listeners listeners_;
   bool released_ = false;
+  bool ready_ = false;
+  std::chrono::milliseconds setup_timeout_{0};
+  bool expect_listeners_ = false;
   std::optional<int> exit_code_;
   // Identity (st_dev, st_ino) of the sandbox's network namespace, for kill_remaining().
   dev_t netns_device_ = 0;

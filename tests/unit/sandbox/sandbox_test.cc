@@ -746,6 +746,42 @@ TEST_F(SandboxTest, CommandDoesNotRunBeforeRelease) {
   ::rmdir(path);
 }
 
+TEST_F(SandboxTest, SpawnThenAwaitReadyIsStartInTwoSteps) {
+  Capture capture;
+  auto spawned = Sandbox::spawn(make_options(NetworkMode::kEnabled, {"echo", "ran"}, &capture));
+  ASSERT_TRUE(spawned) << spawned.error().message;
+  Sandbox sandbox = std::move(*spawned);
+  // Not ready yet: no listeners, and the command cannot be let go.
+  EXPECT_FALSE(sandbox.listeners().tcp_v4.valid());
+  auto early = sandbox.release();
+  ASSERT_FALSE(early);
+  EXPECT_EQ(early.error().message, "the sandbox is not ready (await_ready() first)");
+  auto ready = sandbox.await_ready();
+  ASSERT_TRUE(ready) << ready.error().message;
+  EXPECT_TRUE(sandbox.listeners().tcp_v4.valid());
+  EXPECT_TRUE(sandbox.listeners().conntrack.valid());
+  auto again = sandbox.await_ready();
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().message, "the sandbox is already ready");
+  ASSERT_TRUE(sandbox.release());
+  EXPECT_EQ(sandbox.wait().value(), 0);
+  EXPECT_EQ(capture.drain(), "ran\n");
+}
+
+TEST_F(SandboxTest, ASpawnedSandboxThatIsDroppedNeverRunsItsCommand) {
+  char path[] = "/tmp/netfence-sandbox-test-XXXXXX";
+  ASSERT_TRUE(::mkdtemp(path));
+  ::chmod(path, 0777);
+  std::string marker = std::string(path) + "/ran";
+  {
+    auto spawned = Sandbox::spawn(make_options(NetworkMode::kEnabled, {"touch", marker}));
+    ASSERT_TRUE(spawned) << spawned.error().message;
+    // Destroyed while the child may still be setting up: killed and reaped, never released.
+  }
+  struct stat st;
+  EXPECT_NE(::stat(marker.c_str(), &st), 0);
+  ::rmdir(path);
+}
 // ---- The command cannot change the sandbox ----------------------------------------------------
 
 TEST_F(SandboxTest, CommandHasNoCapabilitiesAndCannotAlterTheNetwork) {
