@@ -290,18 +290,13 @@ Result<Rtnetlink> bring_up_loopback(NetworkMode mode) {
   if (!netlink) return netlink.error();
   auto lo = netlink->link_index("lo");
   if (!lo) return lo.error();
-  if (mode == NetworkMode::kDisabled) {
-    if (auto up = netlink->set_link_up(*lo); !up) return up.error();
-    return netlink;
-  }
   // Every TCP connection of the command crosses the sandbox twice in the kernel (to the
   // listener, and its replies back), as packets the size of the route's MTU and GSO limit: at
   // the largest sizes each stream needs the fewest packets, and every packet costs a pass
   // through conntrack, NAT and the rules (docs/sandbox.md, "Packet sizes"). Kernels before
-  // 5.19 refuse GSO packets over 64 KiB: then the defaults.
-  if (!netlink->set_link_up(*lo, kGsoMaxSize)) {
-    if (auto up = netlink->set_link_up(*lo); !up) return up.error();
-  }
+  // 5.19 refuse GSO packets over 64 KiB, and disabled mode has no connections: the defaults.
+  if (mode != NetworkMode::kDisabled && netlink->set_link_up(*lo, kGsoMaxSize)) return netlink;
+  if (auto up = netlink->set_link_up(*lo); !up) return up.error();
   return netlink;
 }
 
