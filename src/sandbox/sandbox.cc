@@ -768,15 +768,13 @@ void Sandbox::kill_and_reap() {
 Result<void> Sandbox::await_ready() {
   if (ready_) return fail("the sandbox is already ready");
   if (!control_ || pid_ < 0) return fail("the sandbox is not running");
-  const std::chrono::milliseconds timeout = setup_timeout_;
-  const bool expect_listeners = expect_listeners_;
   pollfd ready{control_.get(), POLLIN, 0};
   int polled;
   do {
-    polled = ::poll(&ready, 1, static_cast<int>(timeout.count()));
+    polled = ::poll(&ready, 1, static_cast<int>(setup_timeout_.count()));
   } while (polled < 0 && errno == EINTR);
   if (polled == 0) {
-    return fail("sandbox setup timed out after " + std::to_string(timeout.count()) + " ms");
+    return fail("sandbox setup timed out after " + std::to_string(setup_timeout_.count()) + " ms");
   }
   if (polled < 0) return fail("cannot wait for the sandbox: " + errno_text(errno));
 
@@ -793,12 +791,12 @@ Result<void> Sandbox::await_ready() {
   if (message->kind == MessageKind::kSetupFailed)
     return fail("sandbox setup failed: " + message->text);
   if (message->kind != MessageKind::kReady) return fail("unexpected message from the sandbox");
-  if (message->fds.size() != (expect_listeners ? kListenerCount : 0)) {
-    return fail("sandbox setup failed: expected " +
-                std::to_string(expect_listeners ? kListenerCount : 0) + " listeners, got " +
+  const size_t expected = expect_listeners_ ? kListenerCount : 0;
+  if (message->fds.size() != expected) {
+    return fail("sandbox setup failed: expected " + std::to_string(expected) + " listeners, got " +
                 std::to_string(message->fds.size()));
   }
-  if (expect_listeners) {
+  if (expect_listeners_) {
     listeners_.tcp_v4 = std::move(message->fds[0]);
     listeners_.tcp_v6 = std::move(message->fds[1]);
     listeners_.dns_udp_v4 = std::move(message->fds[2]);
