@@ -10,7 +10,8 @@
 # own config files (nothing touches the system's services), and removes all of it on exit.
 # Sections (docs/benchmarks.md, "Peer comparison", says what each measures and how):
 #   throughput   iperf3 upload and download, 1 and 8 streams: direct, netfence (full access;
-#                hostname rule), pasta, slirp4netns
+#                hostname rule), the floor (bench/floor_relay: the least a socket-level relay
+#                does), pasta, slirp4netns
 #   connections  short HTTP/HTTPS requests, a fresh connection each (bench/conn_load): rate and
 #                connect-to-first-byte p50/p99: direct, netfence (IP rule; hostname rule, dial
 #                by SNI/Host), HAProxy (SNI routing in mode tcp; Host routing in mode http);
@@ -24,7 +25,8 @@
 # Knobs (environment): SECTIONS (default: all five, in that order), REPS (3: throughput and
 # connection rows are the median of REPS runs, the paths alternating), IPERF_SECONDS (3),
 # TPUT_CONFIGS (1up 1down 8up: streams, and "up" from the sandbox to the server or "down" with
-# iperf3 -R), IPERF_EXTRA (more iperf3 client flags), CONN_SECONDS (3), CONCURRENCY (8),
+# iperf3 -R), TPUT_PATHS (direct nf-full nf-name floor pasta slirp), IPERF_EXTRA (more iperf3
+# client flags), FLOOR_RELAY (build/bench/floor_relay), CONN_SECONDS (3), CONCURRENCY (8),
 # CONN_PATHS (direct nf-ip nf-name haproxy), CONN_PROTOS (http https), HAPROXY_GLOBAL (lines
 # for HAProxy's global section, e.g. "nbthread 1"),
 # START_RUNS (21), IDLE_CONNS (8000; with the hard RLIMIT_NOFILE of 20000 here the gateway's
@@ -39,6 +41,7 @@ NF=$(realpath -e "${1:-$here/build/netfence}" 2>/dev/null) || {
 }
 [ "$(id -u)" -eq 0 ] || { echo "$0: run as root (it builds network namespaces)" >&2; exit 2; }
 CONN_LOAD=${CONN_LOAD:-$here/build/bench/conn_load}
+FLOOR_RELAY=${FLOOR_RELAY:-$here/build/bench/floor_relay}
 SECTIONS=${SECTIONS:-throughput connections dns start memory}
 REPS=${REPS:-3}
 IPERF_SECONDS=${IPERF_SECONDS:-3}
@@ -64,6 +67,7 @@ export NETFENCE_SOURCE_DIR=$here
 W_DNS_TTL=${W_DNS_TTL:-60}
 source "$here/tests/e2e/lib/world.sh"
 W_CLIENT="${W_ID}c"
+W_FLOOR="${W_ID}f"
 C_PIDS=()
 compare_down() {
   for pid in "${C_PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null; done
@@ -80,6 +84,10 @@ compare_down() {
   if ip netns list | grep -qw "$W_CLIENT"; then
     for pid in $(ip netns pids "$W_CLIENT" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
     ip netns delete "$W_CLIENT" 2>/dev/null
+  fi
+  if ip netns list | grep -qw "$W_FLOOR"; then
+    for pid in $(ip netns pids "$W_FLOOR" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    ip netns delete "$W_FLOOR" 2>/dev/null
   fi
 }
 world_up || { echo "$0: could not build the test world" >&2; exit 1; }
@@ -110,6 +118,38 @@ in_client ip addr add 192.0.2.1/24 dev "${W_ID}c"
 in_client ip link set "${W_ID}c" up
 in_host ip addr add 192.0.2.2/24 dev "${W_ID}d"
 in_host ip link set "${W_ID}d" up
+# The floor's namespace: a sandbox's loopback leg and nothing else. `lo` as netfence sets it up
+# (BIG TCP GSO limit where the kernel takes it), an address and a route for the world, and the
+# same kind of NAT redirect netfence's ruleset makes, to bench/floor_relay's listener, which
+# runs in the host namespace and dials from there.
+in_floor() { ip netns exec "$W_FLOOR" "$@"; }
+floor_up() { # floor_up: 0, or 1 with the reason in FLOOR_ERR
+  FLOOR_ERR="$FLOOR_RELAY not built"
+  [ -x "$FLOOR_RELAY" ] || return 1
+  FLOOR_ERR="could not build the floor's namespace (ip netns, lo, its address or route)"
+  ip netns add "$W_FLOOR" || return 1
+  in_floor ip link set lo up || return 1
+  in_floor ip link set lo gso_max_size 524280 gro_max_size 524280 2>/dev/null
+  in_floor ip addr add 192.0.2.200/32 dev lo || return 1
+  in_floor ip route add 203.0.113.0/24 dev lo src 192.0.2.200 || return 1
+  FLOOR_ERR="nft refused the floor's redirect"
+  in_floor nft -f - <<NFT || return 1
+table ip floor {
+  chain output {
+    type nat hook output priority -100; policy accept;
+    ip daddr 203.0.113.10 tcp dport 5201 redirect to :5202
+  }
+}
+NFT
+  ip netns exec "$W_HOST" "$FLOOR_RELAY" --netns "/run/netns/$W_FLOOR" --listen-port 5202 \
+    --to 203.0.113.10:5201 >"$W_DIR/floor.log" 2>&1 &
+  C_PIDS+=("$!")
+  wait_listen in_floor 127.0.0.1:5202 || {
+    FLOOR_ERR="floor_relay did not start: $(tail -n 1 "$W_DIR/floor.log")"
+    return 1
+  }
+  FLOOR_ERR=""
+}
 # A fast HTTP/HTTPS server (nginx) on api.example.com's address, ports 8080 and 8443 (the
 # world's python servers keep 80 and 443), with an ECDSA certificate.
 mkdir -p "$W_DIR/nginx"
@@ -254,6 +294,7 @@ iperf_once() { # iperf_once PATH CONFIG: one iperf3 run; its Mbit/s into VAL[tpu
     nf-full) host_t "$t" "$NF" run -q "${UP[@]}" -- iperf3 -c 203.0.113.10 "${args[@]}" ;;
     nf-name) host_t "$t" "$NF" run -q "${UP[@]}" --allow-net api.example.com -- \
       iperf3 -4 -c api.example.com "${args[@]}" ;;
+    floor) timeout -k 3 "$t" ip netns exec "$W_FLOOR" iperf3 -c 203.0.113.10 "${args[@]}" ;;
     pasta) host_t "$t" pasta -q -f --runas 0 --config-net -P "$W_DIR/pasta.pid" -- \
       iperf3 -c 203.0.113.10 "${args[@]}" ;;
     slirp) slirp_run "$t" iperf3 -c 203.0.113.10 "${args[@]}" ;;
@@ -273,17 +314,19 @@ iperf_once() { # iperf_once PATH CONFIG: one iperf3 run; its Mbit/s into VAL[tpu
   kill "$srv" 2>/dev/null
   wait "$srv" 2>/dev/null
 }
-TPUT_PATHS=${TPUT_PATHS:-direct nf-full nf-name pasta slirp}
+TPUT_PATHS=${TPUT_PATHS:-direct nf-full nf-name floor pasta slirp}
 if [[ " $SECTIONS " == *" throughput "* ]]; then
   echo "# throughput: iperf3 ${IPERF_SECONDS}s x $REPS reps per path, $TPUT_CONFIGS ..." >&2
   command -v pasta >/dev/null || note_fail "tput,pasta" "pasta not installed"
   command -v slirp4netns >/dev/null || note_fail "tput,slirp" "slirp4netns not installed"
+  [[ " $TPUT_PATHS " != *" floor "* ]] || floor_up || note_fail "tput,floor" "$FLOOR_ERR"
   for _ in $(seq 1 "$REPS"); do
     for p in $TPUT_CONFIGS; do
       for path in $TPUT_PATHS; do
         case $path in
           pasta) command -v pasta >/dev/null || continue ;;
           slirp) command -v slirp4netns >/dev/null || continue ;;
+          floor) [ -z "${ERR[tput,floor]:-}" ] || continue ;;
         esac
         iperf_once "$path" "$p"
       done
@@ -565,10 +608,10 @@ spread() { # spread KEY: " (min-max)" over the repetitions, when there are sever
     awk '{a[NR]=$1} END {if (NR > 1) printf " (%.0f-%.0f)", a[1], a[NR]}'
 }
 tput_rows() {
-  local c=$1 d nf nn pa sl p=${1%%[a-z]*} dir=upload
+  local c=$1 d nf nn pa sl fl p=${1%%[a-z]*} dir=upload
   [[ $1 == *down ]] && dir=download
   d=$(figure "tput,direct,$c") nf=$(figure "tput,nf-full,$c") nn=$(figure "tput,nf-name,$c")
-  pa=$(figure "tput,pasta,$c") sl=$(figure "tput,slirp,$c")
+  pa=$(figure "tput,pasta,$c") sl=$(figure "tput,slirp,$c") fl=$(figure "tput,floor,$c")
   local s="iperf3 $dir, $p stream"
   [ "$p" = 1 ] || s="iperf3 $dir, $p streams"
   local dref pref
@@ -581,6 +624,8 @@ tput_rows() {
     row_vs "$s, netfence full access" "$(mbit "tput,nf-full,$c")$(spread "tput,nf-full,$c")" "$nf" direct "$d" "$dref"
   fi
   row_vs "$s, netfence hostname rule" "$(mbit "tput,nf-name,$c")$(spread "tput,nf-name,$c")" "$nn" direct "$d" "$dref"
+  row_vs "$s, floor: bench/floor_relay" "$(mbit "tput,floor,$c")$(spread "tput,floor,$c")" "$fl" direct "$d" "$dref"
+  row_vs "$s, netfence full access" "$(mbit "tput,nf-full,$c")" "$nf" floor "$fl" "($(mbit "tput,floor,$c"))"
   row_vs "$s, pasta" "$(mbit "tput,pasta,$c")$(spread "tput,pasta,$c")" "$pa" direct "$d" "$dref"
   row_vs "$s, slirp4netns" "$(mbit "tput,slirp,$c")$(spread "tput,slirp,$c")" "$sl" direct "$d" "$dref"
 }

@@ -1,0 +1,159 @@
+// floor_relay: the least a socket-level gateway can do, as a reference row for
+// bench/compare.sh's throughput section (issue 7). It listens on 127.0.0.1:--listen-port inside
+// the network namespace --netns names (its listener is made there, as netfence's are), dials
+// --to (IPv4 address:port) from the namespace it was started in, and moves the bytes of each
+// direction on a thread of its own with blocking splice(2) through a 1 MiB pipe: no event loop,
+// no policy, no inspection, no timers, no log. Whatever netfence's relay costs beyond this is
+// netfence's; what this costs beyond the direct path is the price of any relay that terminates
+// the sandbox's TCP connection and opens a second one.
+//
+//   floor_relay --netns /run/netns/NAME --listen-port PORT --to ADDR:PORT
+//
+// A benchmark tool for namespaces the harness builds, not a product: it serves until killed.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+namespace {
+
+constexpr int kPipeSize = 1024 * 1024;  // netfence's relay pipes are this size too
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Moves bytes from `from` to `to` until end of stream or an error, then passes the end on.
+void pump(int from, int to) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) {
+    ::shutdown(to, SHUT_WR);
+    return;
+  }
+  Fd read_end(ends[0]);
+  Fd write_end(ends[1]);
+  ::fcntl(write_end.get(), F_SETPIPE_SZ, kPipeSize);
+  for (;;) {
+    ssize_t in = ::splice(from, nullptr, write_end.get(), nullptr, kPipeSize, SPLICE_F_MOVE);
+    if (in <= 0) break;
+    while (in > 0) {
+      ssize_t out =
+          ::splice(read_end.get(), nullptr, to, nullptr, static_cast<size_t>(in), SPLICE_F_MOVE);
+      if (out <= 0) {
+        ::shutdown(from, SHUT_RD);
+        ::shutdown(to, SHUT_WR);
+        return;
+      }
+      in -= out;
+    }
+  }
+  ::shutdown(to, SHUT_WR);
+}
+
+void relay(int accepted, sockaddr_in server) {
+  Fd client(accepted);
+  Fd upstream(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (upstream.get() < 0) return;
+  int one = 1;
+  ::setsockopt(upstream.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (::connect(upstream.get(), reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0) {
+    std::fprintf(stderr, "floor_relay: connect: %s\n", std::strerror(errno));
+    return;
+  }
+  std::thread down(pump, upstream.get(), client.get());
+  pump(client.get(), upstream.get());
+  down.join();
+}
+
+[[noreturn]] void usage(const char* self) {
+  std::fprintf(stderr, "usage: %s --netns /run/netns/NAME --listen-port PORT --to ADDR:PORT\n",
+               self);
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string netns, to;
+  int listen_port = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i + 1 >= argc) usage(argv[0]);
+    std::string value = argv[++i];
+    if (arg == "--netns") {
+      netns = value;
+    } else if (arg == "--listen-port") {
+      listen_port = std::atoi(value.c_str());
+    } else if (arg == "--to") {
+      to = value;
+    } else {
+      usage(argv[0]);
+    }
+  }
+  sockaddr_in server{};
+  server.sin_family = AF_INET;
+  size_t colon = to.rfind(':');
+  int port = colon == std::string::npos ? 0 : std::atoi(to.c_str() + colon + 1);
+  if (netns.empty() || listen_port < 1 || listen_port > 65535 || port < 1 || port > 65535 ||
+      ::inet_pton(AF_INET, to.substr(0, colon).c_str(), &server.sin_addr) != 1) {
+    usage(argv[0]);
+  }
+  server.sin_port = htons(static_cast<uint16_t>(port));
+  std::signal(SIGPIPE, SIG_IGN);  // splice into a reset socket raises it
+
+  // The listener is made inside the sandbox-like namespace; the dialed sockets in ours.
+  Fd home(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+  Fd target(::open(netns.c_str(), O_RDONLY | O_CLOEXEC));
+  if (home.get() < 0 || target.get() < 0 || ::setns(target.get(), CLONE_NEWNET) != 0) {
+    std::fprintf(stderr, "floor_relay: cannot enter %s: %s\n", netns.c_str(), std::strerror(errno));
+    return 1;
+  }
+  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ::setsockopt(listener.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // as netfence's
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  local.sin_port = htons(static_cast<uint16_t>(listen_port));
+  local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (listener.get() < 0 ||
+      ::bind(listener.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0 ||
+      ::listen(listener.get(), 128) != 0) {
+    std::fprintf(stderr, "floor_relay: listen: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (::setns(home.get(), CLONE_NEWNET) != 0) {
+    std::fprintf(stderr, "floor_relay: cannot return: %s\n", std::strerror(errno));
+    return 1;
+  }
+  for (;;) {
+    int accepted = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (accepted < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      std::fprintf(stderr, "floor_relay: accept: %s\n", std::strerror(errno));
+      return 1;
+    }
+    std::thread(relay, accepted, server).detach();
+  }
+}
