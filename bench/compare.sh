@@ -119,7 +119,7 @@ in_client ip link set "${W_ID}c" up
 in_host ip addr add 192.0.2.2/24 dev "${W_ID}d"
 in_host ip link set "${W_ID}d" up
 # The floor's namespace: a sandbox's loopback leg and nothing else. `lo` as netfence sets it up
-# (BIG TCP GSO limit where the kernel takes it), an address and a route for the world, and the
+# (floor_relay calls the sandbox's own code for it), an address and a route for the world, and the
 # same kind of NAT redirect netfence's ruleset makes, to bench/floor_relay's listener, which
 # runs in the host namespace and dials from there.
 in_floor() { ip netns exec "$W_FLOOR" "$@"; }
@@ -128,8 +128,7 @@ floor_up() { # floor_up: 0, or 1 with the reason in FLOOR_ERR
   [ -x "$FLOOR_RELAY" ] || return 1
   FLOOR_ERR="could not build the floor's namespace (ip netns, lo, its address or route)"
   ip netns add "$W_FLOOR" || return 1
-  in_floor ip link set lo up || return 1
-  in_floor ip link set lo gso_max_size 524280 gro_max_size 524280 2>/dev/null
+  in_floor ip link set lo up || return 1 # floor_relay then gives it the sandbox's GSO limit
   in_floor ip addr add 192.0.2.200/32 dev lo || return 1
   in_floor ip route add 203.0.113.0/24 dev lo src 192.0.2.200 || return 1
   FLOOR_ERR="nft refused the floor's redirect"

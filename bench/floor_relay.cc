@@ -19,52 +19,48 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <thread>
+
+#include "common/fd.h"
+#include "sandbox/netlink.h"
 
 namespace {
 
 constexpr int kPipeSize = 1024 * 1024;  // netfence's relay pipes are this size too
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
+using netfence::UniqueFd;
 
- private:
-  int fd_;
-};
+// Ends a relay that failed: wakes the other direction's blocking splice, whichever socket it is
+// reading, and tells both peers.
+void abort_relay(int from, int to) {
+  ::shutdown(from, SHUT_RDWR);
+  ::shutdown(to, SHUT_RDWR);
+}
 
-// Moves bytes from `from` to `to` until end of stream or an error, then passes the end on.
+// Moves bytes from `from` to `to` until end of stream, then passes the end on; on an error, ends
+// the whole relay.
 void pump(int from, int to) {
   int ends[2];
-  if (::pipe2(ends, O_CLOEXEC) != 0) {
-    ::shutdown(to, SHUT_WR);
-    return;
-  }
-  Fd read_end(ends[0]);
-  Fd write_end(ends[1]);
+  if (::pipe2(ends, O_CLOEXEC) != 0) return abort_relay(from, to);
+  UniqueFd read_end(ends[0]);
+  UniqueFd write_end(ends[1]);
   ::fcntl(write_end.get(), F_SETPIPE_SZ, kPipeSize);
   for (;;) {
     ssize_t in = ::splice(from, nullptr, write_end.get(), nullptr, kPipeSize, SPLICE_F_MOVE);
-    if (in <= 0) break;
+    if (in == 0) break;
+    if (in < 0) return abort_relay(from, to);
     while (in > 0) {
       ssize_t out =
           ::splice(read_end.get(), nullptr, to, nullptr, static_cast<size_t>(in), SPLICE_F_MOVE);
-      if (out <= 0) {
-        ::shutdown(from, SHUT_RD);
-        ::shutdown(to, SHUT_WR);
-        return;
-      }
+      if (out <= 0) return abort_relay(from, to);
       in -= out;
     }
   }
@@ -72,18 +68,32 @@ void pump(int from, int to) {
 }
 
 void relay(int accepted, sockaddr_in server) {
-  Fd client(accepted);
-  Fd upstream(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (upstream.get() < 0) return;
+  UniqueFd client(accepted);
+  UniqueFd upstream(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!upstream) return;
   int one = 1;
   ::setsockopt(upstream.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (::connect(upstream.get(), reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0) {
     std::fprintf(stderr, "floor_relay: connect: %s\n", std::strerror(errno));
     return;
   }
-  std::thread down(pump, upstream.get(), client.get());
+  std::thread down;
+  try {
+    down = std::thread(pump, upstream.get(), client.get());
+  } catch (const std::system_error& e) {
+    std::fprintf(stderr, "floor_relay: no thread for a direction: %s\n", e.what());
+    return;
+  }
   pump(client.get(), upstream.get());
   down.join();
+}
+
+// A port number: all of `text`, 1-65535; 0 for anything else.
+int parse_port(std::string_view text) {
+  int port = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
+  if (ec != std::errc() || end != text.data() + text.size() || port < 1 || port > 65535) return 0;
+  return port;
 }
 
 [[noreturn]] void usage(const char* self) {
@@ -98,13 +108,13 @@ int main(int argc, char** argv) {
   std::string netns, to;
   int listen_port = 0;
   for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
+    std::string_view arg = argv[i];
     if (i + 1 >= argc) usage(argv[0]);
     std::string value = argv[++i];
     if (arg == "--netns") {
       netns = value;
     } else if (arg == "--listen-port") {
-      listen_port = std::atoi(value.c_str());
+      listen_port = parse_port(value);
     } else if (arg == "--to") {
       to = value;
     } else {
@@ -114,22 +124,31 @@ int main(int argc, char** argv) {
   sockaddr_in server{};
   server.sin_family = AF_INET;
   size_t colon = to.rfind(':');
-  int port = colon == std::string::npos ? 0 : std::atoi(to.c_str() + colon + 1);
-  if (netns.empty() || listen_port < 1 || listen_port > 65535 || port < 1 || port > 65535 ||
+  int port = colon == std::string::npos ? 0 : parse_port(std::string_view(to).substr(colon + 1));
+  if (netns.empty() || listen_port == 0 || port == 0 ||
       ::inet_pton(AF_INET, to.substr(0, colon).c_str(), &server.sin_addr) != 1) {
     usage(argv[0]);
   }
   server.sin_port = htons(static_cast<uint16_t>(port));
   std::signal(SIGPIPE, SIG_IGN);  // splice into a reset socket raises it
 
-  // The listener is made inside the sandbox-like namespace; the dialed sockets in ours.
-  Fd home(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
-  Fd target(::open(netns.c_str(), O_RDONLY | O_CLOEXEC));
-  if (home.get() < 0 || target.get() < 0 || ::setns(target.get(), CLONE_NEWNET) != 0) {
+  // Inside the sandbox-like namespace: lo as a sandbox's (the same code sets it up), and the
+  // listener. The dialed sockets are made in ours.
+  UniqueFd home(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!home) {
+    std::fprintf(stderr, "floor_relay: /proc/self/ns/net: %s\n", std::strerror(errno));
+    return 1;
+  }
+  UniqueFd target(::open(netns.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!target || ::setns(target.get(), CLONE_NEWNET) != 0) {
     std::fprintf(stderr, "floor_relay: cannot enter %s: %s\n", netns.c_str(), std::strerror(errno));
     return 1;
   }
-  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (auto lo = netfence::sandbox::bring_up_loopback(/*large_packets=*/true); !lo) {
+    std::fprintf(stderr, "floor_relay: %s\n", lo.error().message.c_str());
+    return 1;
+  }
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   int one = 1;
   ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   ::setsockopt(listener.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // as netfence's
@@ -137,7 +156,7 @@ int main(int argc, char** argv) {
   local.sin_family = AF_INET;
   local.sin_port = htons(static_cast<uint16_t>(listen_port));
   local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (listener.get() < 0 ||
+  if (!listener ||
       ::bind(listener.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0 ||
       ::listen(listener.get(), 128) != 0) {
     std::fprintf(stderr, "floor_relay: listen: %s\n", std::strerror(errno));
@@ -154,6 +173,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "floor_relay: accept: %s\n", std::strerror(errno));
       return 1;
     }
-    std::thread(relay, accepted, server).detach();
+    try {
+      std::thread(relay, accepted, server).detach();
+    } catch (const std::system_error& e) {
+      std::fprintf(stderr, "floor_relay: no thread for a connection: %s\n", e.what());
+      ::close(accepted);
+    }
   }
 }

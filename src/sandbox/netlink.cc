@@ -280,4 +280,14 @@ Result<void> Rtnetlink::add_default_route_v6(int ifindex) {
   return transact(message.finish(++sequence_), "cannot add the IPv6 default route");
 }
 
+Result<Rtnetlink> bring_up_loopback(bool large_packets) {
+  auto netlink = Rtnetlink::open();
+  if (!netlink) return netlink.error();
+  auto lo = netlink->link_index("lo");
+  if (!lo) return lo.error();
+  if (large_packets && netlink->set_link_up(*lo, kSandboxGsoMaxSize)) return netlink;
+  if (auto up = netlink->set_link_up(*lo); !up) return up.error();
+  return netlink;
+}
+
 }  // namespace netfence::sandbox

@@ -53,4 +53,12 @@ class Rtnetlink {
   uint32_t sequence_ = 0;
 };
 
+// The GSO limit the sandbox gives `lo` and its veth (BIG TCP; docs/sandbox.md, "Packet sizes").
+inline constexpr uint32_t kSandboxGsoMaxSize = 512 * 1024 - 8;
+
+// Brings `lo` up in the calling thread's namespace and returns the socket, for more links. With
+// `large_packets`, lo gets kSandboxGsoMaxSize, or the kernel's defaults where it refuses that
+// (before Linux 5.19). Also what bench/floor_relay's namespace gets, to measure on the same `lo`.
+Result<Rtnetlink> bring_up_loopback(bool large_packets);
+
 }  // namespace netfence::sandbox

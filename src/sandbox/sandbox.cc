@@ -279,33 +279,15 @@ Result<Listeners> create_listeners() {
   return listeners;
 }
 
-// The veth's MTU (the largest a veth takes; the route to every destination uses it) and the GSO
-// limit of it and of lo (GSO_MAX_SIZE, BIG TCP).
+// The veth's MTU: the largest a veth takes; the route to every destination uses it.
 constexpr uint32_t kLinkMtu = 65535;
-constexpr uint32_t kGsoMaxSize = 512 * 1024 - 8;
-
-// Brings lo up (first: the listeners on ::1 need it) and returns the socket for the veth.
-Result<Rtnetlink> bring_up_loopback(NetworkMode mode) {
-  auto netlink = Rtnetlink::open();
-  if (!netlink) return netlink.error();
-  auto lo = netlink->link_index("lo");
-  if (!lo) return lo.error();
-  // Every TCP connection of the command crosses the sandbox twice in the kernel (to the
-  // listener, and its replies back), as packets the size of the route's MTU and GSO limit: at
-  // the largest sizes each stream needs the fewest packets, and every packet costs a pass
-  // through conntrack, NAT and the rules (docs/sandbox.md, "Packet sizes"). Kernels before
-  // 5.19 refuse GSO packets over 64 KiB, and disabled mode has no connections: the defaults.
-  if (mode != NetworkMode::kDisabled && netlink->set_link_up(*lo, kGsoMaxSize)) return netlink;
-  if (auto up = netlink->set_link_up(*lo); !up) return up.error();
-  return netlink;
-}
 
 // The link that carries the default routes (enabled mode only), its addresses and routes.
 Result<void> configure_veth(Rtnetlink& netlink) {
   // A veth pair with both ends inside: the kernel may lack the `dummy` link type, routes via `lo`
   // are turned into reject routes for IPv6, and a tun device needs /dev/net/tun. Nothing is ever
   // transmitted on it: the ruleset redirects, rejects or drops every packet before it leaves.
-  if (!netlink.add_veth(kLinkName, kPeerLinkName, kLinkMtu, kGsoMaxSize)) {
+  if (!netlink.add_veth(kLinkName, kPeerLinkName, kLinkMtu, kSandboxGsoMaxSize)) {
     if (auto veth = netlink.add_veth(kLinkName, kPeerLinkName, kLinkMtu, 0); !veth) return veth;
   }
   auto link = netlink.link_index(kLinkName);
@@ -540,9 +522,14 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
   // addresses only) on a second thread while this one builds the veth, its addresses and
   // routes, and a third installs resolv.conf and mounts a fresh sysfs. Nothing runs before all
   // are done. The nft binary loader forks, so it waits for the third thread first (see there).
-  auto netlink = bring_up_loopback(plan.mode);
-  if (!netlink) setup_failed(plan, netlink.error());
+  // Every TCP connection of the command crosses the sandbox twice in the kernel (to the
+  // listener, and its replies back), as packets the size of the route's MTU and GSO limit: at the
+  // largest sizes each stream needs the fewest packets, and every packet costs a pass through
+  // conntrack, NAT and the rules (docs/sandbox.md, "Packet sizes"). Disabled mode has no
+  // connections: lo keeps the defaults.
   const bool enabled = plan.mode == NetworkMode::kEnabled;
+  auto netlink = bring_up_loopback(/*large_packets=*/enabled);
+  if (!netlink) setup_failed(plan, netlink.error());
   Result<void> resolv;
   std::thread resolv_installer([&] {
     resolv = install_resolv_conf(plan.resolv_conf);
