@@ -81,14 +81,12 @@ compare_down() {
       pasta | slirp4netns | timeout | haproxy | nginx) kill "$pid" 2>/dev/null ;;
     esac
   done
-  if ip netns list | grep -qw "$W_CLIENT"; then
-    for pid in $(ip netns pids "$W_CLIENT" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    ip netns delete "$W_CLIENT" 2>/dev/null
-  fi
-  if ip netns list | grep -qw "$W_FLOOR"; then
-    for pid in $(ip netns pids "$W_FLOOR" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    ip netns delete "$W_FLOOR" 2>/dev/null
-  fi
+  local ns
+  for ns in "$W_CLIENT" "$W_FLOOR"; do
+    ip netns list | grep -qw "$ns" || continue
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    ip netns delete "$ns" 2>/dev/null
+  done
 }
 world_up || { echo "$0: could not build the test world" >&2; exit 1; }
 trap 'compare_down; world_down' EXIT

@@ -20,6 +20,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -39,10 +40,14 @@ constexpr int kPipeSize = 1024 * 1024;  // netfence's relay pipes are this size 
 using netfence::UniqueFd;
 
 // Ends a relay that failed: wakes the other direction's blocking splice, whichever socket it is
-// reading, and tells both peers.
+// reading, and makes the close after it a reset for both peers (as netfence's relay does), not
+// an end of stream that would look like a clean one.
 void abort_relay(int from, int to) {
-  ::shutdown(from, SHUT_RDWR);
-  ::shutdown(to, SHUT_RDWR);
+  linger reset{1, 0};
+  for (int fd : {from, to}) {
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    ::shutdown(fd, SHUT_RDWR);
+  }
 }
 
 // Moves bytes from `from` to `to` until end of stream, then passes the end on; on an error, ends
@@ -149,6 +154,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listener) {
+    std::fprintf(stderr, "floor_relay: socket: %s\n", std::strerror(errno));
+    return 1;
+  }
   int one = 1;
   ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   ::setsockopt(listener.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // as netfence's
@@ -156,8 +165,7 @@ int main(int argc, char** argv) {
   local.sin_family = AF_INET;
   local.sin_port = htons(static_cast<uint16_t>(listen_port));
   local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (!listener ||
-      ::bind(listener.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0 ||
+  if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0 ||
       ::listen(listener.get(), 128) != 0) {
     std::fprintf(stderr, "floor_relay: listen: %s\n", std::strerror(errno));
     return 1;
@@ -170,8 +178,12 @@ int main(int argc, char** argv) {
     int accepted = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (accepted < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
+      // Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): say so, let the
+      // relays in flight end, try again; anything else is a bug here.
       std::fprintf(stderr, "floor_relay: accept: %s\n", std::strerror(errno));
-      return 1;
+      if (errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM) return 1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
     }
     try {
       std::thread(relay, accepted, server).detach();

@@ -1,7 +1,7 @@
 // A minimal rtnetlink client: exactly what the sandbox child needs to configure its own, freshly
 // created network namespace (bring links up, create a veth pair, add addresses and default
-// routes). It speaks to the kernel of the calling thread's network namespace; nothing here is
-// meant for the host namespace.
+// routes), and `lo` as the sandbox sets it up. It speaks to the kernel of the calling thread's
+// network namespace; nothing here is meant for the host namespace.
 #pragma once
 
 #include <netinet/in.h>
@@ -57,8 +57,8 @@ class Rtnetlink {
 inline constexpr uint32_t kSandboxGsoMaxSize = 512 * 1024 - 8;
 
 // Brings `lo` up in the calling thread's namespace and returns the socket, for more links. With
-// `large_packets`, lo gets kSandboxGsoMaxSize, or the kernel's defaults where it refuses that
-// (before Linux 5.19). Also what bench/floor_relay's namespace gets, to measure on the same `lo`.
+// `large_packets`, lo gets kSandboxGsoMaxSize, or the kernel's defaults where set_link_up refuses
+// that. bench/floor_relay gives its namespace the same `lo` with it.
 Result<Rtnetlink> bring_up_loopback(bool large_packets);
 
 }  // namespace netfence::sandbox

@@ -522,6 +522,7 @@ std::pair<int, std::string> exec_command(const std::vector<char*>& argv, char* c
   // addresses only) on a second thread while this one builds the veth, its addresses and
   // routes, and a third installs resolv.conf and mounts a fresh sysfs. Nothing runs before all
   // are done. The nft binary loader forks, so it waits for the third thread first (see there).
+  //
   // Every TCP connection of the command crosses the sandbox twice in the kernel (to the
   // listener, and its replies back), as packets the size of the route's MTU and GSO limit: at the
   // largest sizes each stream needs the fewest packets, and every packet costs a pass through
