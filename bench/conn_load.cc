@@ -34,6 +34,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/fd.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -55,20 +57,6 @@ struct Totals {
   std::string first_error;
 };
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 struct SslDeleter {
   void operator()(SSL* ssl) const { SSL_free(ssl); }
 };
@@ -86,8 +74,8 @@ std::string ssl_error_text(const char* what) {
 std::string one_request(const Config& config, const sockaddr_in& addr, SSL_CTX* ctx,
                         const std::string& request, uint32_t& latency_us) {
   auto start = Clock::now();
-  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) return std::string("socket: ") + std::strerror(errno);
+  netfence::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return std::string("socket: ") + std::strerror(errno);
   timeval timeout{5, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
