@@ -11,7 +11,7 @@
 # Sections (docs/benchmarks.md, "Peer comparison", says what each measures and how):
 #   throughput   iperf3 upload and download, 1 and 8 streams: direct, netfence (full access;
 #                hostname rule), the floor (bench/floor_relay: the least a socket-level relay
-#                does), pasta, slirp4netns
+#                does; on the way down also copying instead of splicing), pasta, slirp4netns
 #   connections  short HTTP/HTTPS requests, a fresh connection each (bench/conn_load): rate and
 #                connect-to-first-byte p50/p99: direct, netfence (IP rule; hostname rule, dial
 #                by SNI/Host), HAProxy (SNI routing in mode tcp; Host routing in mode http);
@@ -25,8 +25,9 @@
 # Knobs (environment): SECTIONS (default: all five, in that order), REPS (3: throughput and
 # connection rows are the median of REPS runs, the paths alternating), IPERF_SECONDS (3),
 # TPUT_CONFIGS (1up 1down 8up: streams, and "up" from the sandbox to the server or "down" with
-# iperf3 -R), TPUT_PATHS (direct nf-full nf-name floor pasta slirp), IPERF_EXTRA (more iperf3
-# client flags), FLOOR_RELAY (build/bench/floor_relay), CONN_SECONDS (3), CONCURRENCY (8),
+# iperf3 -R), TPUT_PATHS (direct nf-full nf-name floor floor-copy pasta slirp; floor-copy runs
+# only downloads), IPERF_EXTRA (more iperf3 client flags), FLOOR_RELAY (build/bench/floor_relay),
+# FLOOR_COPY_BYTES (262144: floor-copy's buffer), CONN_SECONDS (3), CONCURRENCY (8),
 # CONN_PATHS (direct nf-ip nf-name haproxy), CONN_PROTOS (http https), HAPROXY_GLOBAL (lines
 # for HAProxy's global section, e.g. "nbthread 1"),
 # START_RUNS (21), IDLE_CONNS (8000; with the hard RLIMIT_NOFILE of 20000 here the gateway's
@@ -42,6 +43,7 @@ NF=$(realpath -e "${1:-$here/build/netfence}" 2>/dev/null) || {
 [ "$(id -u)" -eq 0 ] || { echo "$0: run as root (it builds network namespaces)" >&2; exit 2; }
 CONN_LOAD=${CONN_LOAD:-$here/build/bench/conn_load}
 FLOOR_RELAY=${FLOOR_RELAY:-$here/build/bench/floor_relay}
+FLOOR_COPY_BYTES=${FLOOR_COPY_BYTES:-262144}
 SECTIONS=${SECTIONS:-throughput connections dns start memory}
 REPS=${REPS:-3}
 IPERF_SECONDS=${IPERF_SECONDS:-3}
@@ -135,14 +137,23 @@ table ip floor {
   chain output {
     type nat hook output priority -100; policy accept;
     ip daddr 203.0.113.10 tcp dport 5201 redirect to :5202
+    ip daddr 203.0.113.10 tcp dport 5211 redirect to :5203
   }
 }
 NFT
   ip netns exec "$W_HOST" "$FLOOR_RELAY" --netns "/run/netns/$W_FLOOR" --listen-port 5202 \
     --to 203.0.113.10:5201 >"$W_DIR/floor.log" 2>&1 &
   C_PIDS+=("$!")
+  # floor-copy: the same relay copying the way down (iperf3 dials port 5211, redirected to it).
+  ip netns exec "$W_HOST" "$FLOOR_RELAY" --netns "/run/netns/$W_FLOOR" --listen-port 5203 \
+    --to 203.0.113.10:5201 --copy-down "$FLOOR_COPY_BYTES" >"$W_DIR/floor-copy.log" 2>&1 &
+  C_PIDS+=("$!")
   wait_listen in_floor 127.0.0.1:5202 || {
     FLOOR_ERR="floor_relay did not start: $(tail -n 1 "$W_DIR/floor.log")"
+    return 1
+  }
+  wait_listen in_floor 127.0.0.1:5203 || {
+    FLOOR_ERR="floor_relay --copy-down did not start: $(tail -n 1 "$W_DIR/floor-copy.log")"
     return 1
   }
   FLOOR_ERR=""
@@ -292,6 +303,8 @@ iperf_once() { # iperf_once PATH CONFIG: one iperf3 run; its Mbit/s into VAL[tpu
     nf-name) host_t "$t" "$NF" run -q "${UP[@]}" --allow-net api.example.com -- \
       iperf3 -4 -c api.example.com "${args[@]}" ;;
     floor) timeout -k 3 "$t" ip netns exec "$W_FLOOR" iperf3 -c 203.0.113.10 "${args[@]}" ;;
+    floor-copy) timeout -k 3 "$t" ip netns exec "$W_FLOOR" iperf3 -c 203.0.113.10 -p 5211 \
+      "${args[@]}" ;;
     pasta) host_t "$t" pasta -q -f --runas 0 --config-net -P "$W_DIR/pasta.pid" -- \
       iperf3 -c 203.0.113.10 "${args[@]}" ;;
     slirp) slirp_run "$t" iperf3 -c 203.0.113.10 "${args[@]}" ;;
@@ -311,12 +324,14 @@ iperf_once() { # iperf_once PATH CONFIG: one iperf3 run; its Mbit/s into VAL[tpu
   kill "$srv" 2>/dev/null
   wait "$srv" 2>/dev/null
 }
-TPUT_PATHS=${TPUT_PATHS:-direct nf-full nf-name floor pasta slirp}
+TPUT_PATHS=${TPUT_PATHS:-direct nf-full nf-name floor floor-copy pasta slirp}
 if [[ " $SECTIONS " == *" throughput "* ]]; then
   echo "# throughput: iperf3 ${IPERF_SECONDS}s x $REPS reps per path, $TPUT_CONFIGS ..." >&2
   command -v pasta >/dev/null || note_fail "tput,pasta" "pasta not installed"
   command -v slirp4netns >/dev/null || note_fail "tput,slirp" "slirp4netns not installed"
-  [[ " $TPUT_PATHS " != *" floor "* ]] || floor_up || note_fail "tput,floor" "$FLOOR_ERR"
+  if [[ " $TPUT_PATHS " == *" floor "* || " $TPUT_PATHS " == *" floor-copy "* ]]; then
+    floor_up || { note_fail "tput,floor" "$FLOOR_ERR"; note_fail "tput,floor-copy" "$FLOOR_ERR"; }
+  fi
   for _ in $(seq 1 "$REPS"); do
     for p in $TPUT_CONFIGS; do
       for path in $TPUT_PATHS; do
@@ -324,6 +339,7 @@ if [[ " $SECTIONS " == *" throughput "* ]]; then
           pasta) command -v pasta >/dev/null || continue ;;
           slirp) command -v slirp4netns >/dev/null || continue ;;
           floor) [ -z "${ERR[tput,floor]:-}" ] || continue ;;
+          floor-copy) [[ -z "${ERR[tput,floor-copy]:-}" && $p == *down ]] || continue ;;
         esac
         iperf_once "$path" "$p"
       done
@@ -623,6 +639,13 @@ tput_rows() {
   row_vs "$s, netfence hostname rule" "$(mbit "tput,nf-name,$c")$(spread "tput,nf-name,$c")" "$nn" direct "$d" "$dref"
   row_vs "$s, floor: bench/floor_relay" "$(mbit "tput,floor,$c")$(spread "tput,floor,$c")" "$fl" direct "$d" "$dref"
   row_vs "$s, netfence full access" "$(mbit "tput,nf-full,$c")" "$nf" floor "$fl" "($(mbit "tput,floor,$c"))"
+  if [[ " $TPUT_PATHS " == *" floor-copy "* && $dir == download ]]; then
+    local fc fref
+    fc=$(figure "tput,floor-copy,$c") fref="($(mbit "tput,floor-copy,$c"))"
+    row_vs "$s, floor copying the way down" "$(mbit "tput,floor-copy,$c")$(spread "tput,floor-copy,$c")" "$fc" direct "$d" "$dref"
+    row_vs "$s, floor copying the way down" "$(mbit "tput,floor-copy,$c")" "$fc" pasta "$pa" "$pref"
+    row_vs "$s, netfence full access" "$(mbit "tput,nf-full,$c")" "$nf" "floor copying" "$fc" "$fref"
+  fi
   row_vs "$s, pasta" "$(mbit "tput,pasta,$c")$(spread "tput,pasta,$c")" "$pa" direct "$d" "$dref"
   row_vs "$s, slirp4netns" "$(mbit "tput,slirp,$c")$(spread "tput,slirp,$c")" "$sl" direct "$d" "$dref"
 }

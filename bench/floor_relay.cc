@@ -7,7 +7,10 @@
 // netfence's; what this costs beyond the direct path is the price of any relay that terminates
 // the sandbox's TCP connection and opens a second one.
 //
-//   floor_relay --netns /run/netns/NAME --listen-port PORT --to ADDR:PORT
+//   floor_relay --netns /run/netns/NAME --listen-port PORT --to ADDR:PORT [--copy-down BYTES]
+//
+// --copy-down: the way down (server to client) copies through a buffer of BYTES with blocking
+// read(2) and write(2) instead of splicing; the way up still splices.
 //
 // A benchmark tool for namespaces the harness builds, not a product: it serves until killed.
 #include <arpa/inet.h>
@@ -25,6 +28,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -72,7 +77,28 @@ void pump(int from, int to) {
   ::shutdown(to, SHUT_WR);
 }
 
-void relay(int accepted, sockaddr_in server) {
+// The same through a user-space buffer: one copy in, one copy out.
+void copy_pump(int from, int to, size_t size) {
+  std::unique_ptr<char[]> buffer;
+  try {
+    buffer = std::make_unique<char[]>(size);
+  } catch (const std::bad_alloc&) {
+    return abort_relay(from, to);
+  }
+  for (;;) {
+    ssize_t in = ::read(from, buffer.get(), size);
+    if (in == 0) break;
+    if (in < 0) return abort_relay(from, to);
+    for (ssize_t done = 0; done < in;) {
+      ssize_t out = ::write(to, buffer.get() + done, static_cast<size_t>(in - done));
+      if (out <= 0) return abort_relay(from, to);
+      done += out;
+    }
+  }
+  ::shutdown(to, SHUT_WR);
+}
+
+void relay(int accepted, sockaddr_in server, size_t copy_down) {
   UniqueFd client(accepted);
   UniqueFd upstream(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!upstream) return;
@@ -84,7 +110,11 @@ void relay(int accepted, sockaddr_in server) {
   }
   std::thread down;
   try {
-    down = std::thread(pump, upstream.get(), client.get());
+    if (copy_down > 0) {
+      down = std::thread(copy_pump, upstream.get(), client.get(), copy_down);
+    } else {
+      down = std::thread(pump, upstream.get(), client.get());
+    }
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "floor_relay: no thread for a direction: %s\n", e.what());
     return;
@@ -102,7 +132,9 @@ int parse_port(std::string_view text) {
 }
 
 [[noreturn]] void usage(const char* self) {
-  std::fprintf(stderr, "usage: %s --netns /run/netns/NAME --listen-port PORT --to ADDR:PORT\n",
+  std::fprintf(stderr,
+               "usage: %s --netns /run/netns/NAME --listen-port PORT --to ADDR:PORT "
+               "[--copy-down BYTES]\n",
                self);
   std::exit(2);
 }
@@ -112,6 +144,7 @@ int parse_port(std::string_view text) {
 int main(int argc, char** argv) {
   std::string netns, to;
   int listen_port = 0;
+  size_t copy_down = 0;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (i + 1 >= argc) usage(argv[0]);
@@ -122,6 +155,12 @@ int main(int argc, char** argv) {
       listen_port = parse_port(value);
     } else if (arg == "--to") {
       to = value;
+    } else if (arg == "--copy-down") {
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), copy_down);
+      if (ec != std::errc() || end != value.data() + value.size() || copy_down == 0 ||
+          copy_down > (64u << 20)) {
+        usage(argv[0]);
+      }
     } else {
       usage(argv[0]);
     }
@@ -186,7 +225,7 @@ int main(int argc, char** argv) {
       continue;
     }
     try {
-      std::thread(relay, accepted, server).detach();
+      std::thread(relay, accepted, server, copy_down).detach();
     } catch (const std::system_error& e) {
       std::fprintf(stderr, "floor_relay: no thread for a connection: %s\n", e.what());
       ::close(accepted);
