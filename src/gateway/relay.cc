@@ -23,6 +23,27 @@ constexpr int kPipeSize = 1024 * 1024;  // the default pipe-max-size: 256 pages 
 constexpr size_t kKeepPipes = 8;        // idle pipes kept for reuse (16 descriptors)
 }  // namespace
 
+BulkWatch::BulkWatch(BufferPool& pool) : id_(pool.new_direction()) {}
+
+void BulkWatch::waited(Clock::time_point before, Clock::time_point now) {
+  if (now - before >= kPause) burst_ = 0;
+}
+
+void BulkWatch::moved(BufferPool& pool, uint64_t n, Clock::time_point now) {
+  burst_ += n;
+  if (burst_ < kBytes) return;
+  auto& last = pool.bulk_moves();
+  if (last[0].direction != id_) last[1] = last[0];
+  last[0] = {id_, now};
+}
+
+bool BulkWatch::alone(BufferPool& pool, Clock::time_point now) const {
+  if (burst_ < kBytes) return false;
+  const auto& last = pool.bulk_moves();
+  const BufferPool::BulkMove& other = last[0].direction == id_ ? last[1] : last[0];
+  return other.direction == 0 || now - other.at >= kPause;
+}
+
 std::optional<SplicePipe> BufferPool::take_pipe() {
   if (!state_->splice_works) return std::nullopt;
   if (!state_->free_pipes.empty()) {
@@ -40,6 +61,15 @@ std::optional<SplicePipe> BufferPool::take_pipe() {
 
 void BufferPool::give_back(SplicePipe pipe) {
   if (state_->free_pipes.size() < kKeepPipes) state_->free_pipes.push_back(std::move(pipe));
+}
+
+BufferPool::Lease BufferPool::take_bulk() {
+  if (state_->free_bulk.empty()) {
+    return Lease(state_, std::make_unique<std::byte[]>(kBulkBufferSize), /*bulk=*/true);
+  }
+  Lease lease(state_, std::move(state_->free_bulk.back()), /*bulk=*/true);
+  state_->free_bulk.pop_back();
+  return lease;
 }
 
 BufferPool::Lease BufferPool::take() {
@@ -130,17 +160,26 @@ asio::awaitable<Spliced> splice_once(tcp::socket& from, tcp::socket& to, BufferP
   co_return Spliced::kMoved;
 }
 
-// One direction: wait readable (nothing held), move what is there, write it all.
+// One direction: wait readable (nothing held), move what is there, write it all. The way down
+// (`down`) copies through a bulk buffer while it is its thread's only bulk direction (relay.h).
 asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool, uint64_t& count,
-                           Shared& shared) {
+                           Shared& shared, bool down) {
+  using Clock = std::chrono::steady_clock;
   asio::error_code ec;
+  BulkWatch bulk(pool);
   while (!shared.watch.fired()) {
+    Clock::time_point before = Clock::now();
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
     if (ec) break;
-    if (pool.splice_works()) {
+    Clock::time_point now = Clock::now();
+    bulk.waited(before, now);
+    bool copy_bulk = down && bulk.alone(pool, now);
+    if (pool.splice_works() && !copy_bulk) {
+      uint64_t before_count = count;
       Spliced moved = co_await splice_once(from, to, pool, count);
       if (moved == Spliced::kMoved) {
         shared.watch.touch();
+        bulk.moved(pool, count - before_count, now);
         continue;
       }
       if (moved == Spliced::kNothing) continue;
@@ -151,7 +190,7 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
       if (moved == Spliced::kFailed) break;
       // kUnsupported: copy this time (and from now on, if the kernel refused the splice).
     }
-    BufferPool::Lease buffer = pool.take();
+    BufferPool::Lease buffer = copy_bulk ? pool.take_bulk() : pool.take();
     size_t n = read_now(from, buffer.data(), buffer.size(), ec);
     if (ec == asio::error::would_block) continue;
     if (ec == asio::error::eof) {
@@ -165,6 +204,8 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
     if (ec) break;
     count += n;
     shared.watch.touch();
+    bulk.moved(pool, n, now);
+    if (copy_bulk) pool.count_bulk_copy();
   }
   // An error on either side (reset, or the other direction failed and closed us): reset both,
   // so each peer learns at once that the connection is gone.
@@ -240,7 +281,7 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
   auto executor = co_await asio::this_coro::executor;
   asio::steady_timer down_done(executor, asio::steady_timer::time_point::max());
   bool down_running = true;
-  asio::co_spawn(executor, pump(server, client, pool, result.bytes_down, shared),
+  asio::co_spawn(executor, pump(server, client, pool, result.bytes_down, shared, /*down=*/true),
                  [&down_running, &down_done](const std::exception_ptr&) {
                    down_running = false;
                    down_done.cancel();
@@ -255,7 +296,7 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
     if (sent) result.bytes_up += initial.size();
     std::vector<std::byte>().swap(initial);
     if (sent) {
-      co_await pump(client, server, pool, result.bytes_up, shared);
+      co_await pump(client, server, pool, result.bytes_up, shared, /*down=*/false);
     } else {
       shared.failed = true;  // as pump does on a failed write: reset both, which ends the way down
       reset(client);

@@ -13,8 +13,18 @@
 // per byte; on the 2-core benchmark machine that took single-stream iperf3 through netfence
 // from 0.44x to ~0.8x of direct (docs/benchmarks.md). Filtered directions (HTTP heads judged as
 // they pass) copy, since they must see the bytes.
+//
+// Bulk directions: a direction that has moved 1 MiB without a pause of 100 ms is bulk until such
+// a pause (BulkWatch). A way down (server to client) that is bulk, while no other direction of
+// its thread has made a bulk move in the last 100 ms, copies through a 256 KiB buffer instead of
+// splicing. A spliced send carries the received pages one 4 KiB page per fragment, so the
+// sandbox's leg gets packets of at most 17 pages (68 KiB); a copied one is built from 32 KiB
+// fragments and fills the leg's 512 KiB GSO limit. One stream downloads about 1.3x faster so;
+// with several bulk directions the copies would saturate the one thread, so they all splice
+// (docs/benchmarks.md, the bulk row of "What profiling changed").
 #pragma once
 
+#include <array>
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 #include <chrono>
@@ -38,40 +48,57 @@ struct SplicePipe {
 };
 
 class BufferPool {
+ public:
+  struct BulkMove {
+    uint64_t direction = 0;  // 0: none
+    std::chrono::steady_clock::time_point at;
+  };
+
+ private:
   struct State {
     size_t size;
     size_t keep;
     std::vector<std::unique_ptr<std::byte[]>> free;
+    std::vector<std::unique_ptr<std::byte[]>> free_bulk;  // kBulkBufferSize each
     std::vector<SplicePipe> free_pipes;
     bool splice_works = true;  // cleared when the kernel refuses to create or splice pipes
+    // Bulk directions (BulkWatch): the two that made a bulk move last, and when.
+    std::array<BulkMove, 2> bulk_moves{};
+    uint64_t directions = 0;   // ids handed out
+    uint64_t bulk_copies = 0;  // moves made through a bulk buffer (tests read it)
   };
 
  public:
+  // The buffer a bulk direction copies through ("Bulk directions" above).
+  static constexpr size_t kBulkBufferSize = 256 * 1024;
+
   explicit BufferPool(size_t buffer_size = 64 * 1024, size_t keep = 64)
-      : state_(std::make_shared<State>(State{buffer_size, keep, {}, {}, true})) {}
+      : state_(std::make_shared<State>(State{buffer_size, keep, {}, {}, {}, true, {}, 0, 0})) {}
 
   // A borrowed buffer. It keeps the pool's free list alive, so a lease that outlives the pool
   // (a coroutine frame destroyed with the io_context after the gateway) is still safe.
   class Lease {
    public:
-    Lease(std::shared_ptr<State> state, std::unique_ptr<std::byte[]> buffer)
-        : state_(std::move(state)), buffer_(std::move(buffer)) {}
+    Lease(std::shared_ptr<State> state, std::unique_ptr<std::byte[]> buffer, bool bulk = false)
+        : state_(std::move(state)), buffer_(std::move(buffer)), bulk_(bulk) {}
     Lease(Lease&&) = default;
     Lease& operator=(Lease&&) = default;
     ~Lease() {
-      if (buffer_ && state_ && state_->free.size() < state_->keep) {
-        state_->free.push_back(std::move(buffer_));
-      }
+      if (!buffer_ || !state_) return;
+      auto& free = bulk_ ? state_->free_bulk : state_->free;
+      if (free.size() < (bulk_ ? kKeepBulk : state_->keep)) free.push_back(std::move(buffer_));
     }
     std::byte* data() const { return buffer_.get(); }
-    size_t size() const { return state_->size; }
+    size_t size() const { return bulk_ ? kBulkBufferSize : state_->size; }
 
    private:
     std::shared_ptr<State> state_;
     std::unique_ptr<std::byte[]> buffer_;
+    bool bulk_ = false;
   };
 
   Lease take();
+  Lease take_bulk();  // kBulkBufferSize bytes
   size_t buffer_size() const { return state_->size; }
 
   // A pipe sized for large splices (nullopt: none can be made; relay by copying instead).
@@ -82,12 +109,45 @@ class BufferPool {
   void trim() {
     state_->free_pipes.clear();
     state_->free.clear();
+    state_->free_bulk.clear();
   }
   bool splice_works() const { return state_->splice_works; }
   void splice_failed() { state_->splice_works = false; }
 
+  // Bulk moves of this pool's relays (one thread's): which directions made the last two, for
+  // the relay to tell whether a direction is the only one moving bulk data (BulkWatch).
+  uint64_t new_direction() { return ++state_->directions; }
+  std::array<BulkMove, 2>& bulk_moves() { return state_->bulk_moves; }
+  void count_bulk_copy() { ++state_->bulk_copies; }
+  uint64_t bulk_copies() const { return state_->bulk_copies; }
+
  private:
+  static constexpr size_t kKeepBulk = 2;
   std::shared_ptr<State> state_;
+};
+
+// Whether a direction of a relay is moving bulk data, and whether it is the only one of its
+// thread (its pool's relays) that is. Bulk: it has moved kBytes since its last wait of kPause or
+// longer for data. Alone: bulk, and no other direction has made a bulk move for kPause. The pool
+// keeps the two directions that made the last bulk moves and nothing else, so a direction that
+// ends or goes quiet simply ages out. Times come from the caller (two clock reads per wait for
+// data, about 25 ns each here).
+class BulkWatch {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr uint64_t kBytes = 1024 * 1024;
+  static constexpr Clock::duration kPause = std::chrono::milliseconds(100);
+
+  explicit BulkWatch(BufferPool& pool);
+  // After a wait for data from `before` to `now`.
+  void waited(Clock::time_point before, Clock::time_point now);
+  // After moving `n` bytes (the wait that preceded them ended at `now`).
+  void moved(BufferPool& pool, uint64_t n, Clock::time_point now);
+  bool alone(BufferPool& pool, Clock::time_point now) const;
+
+ private:
+  uint64_t id_;
+  uint64_t burst_ = 0;
 };
 
 struct RelayResult {

@@ -1,6 +1,8 @@
 // Unit tests of the relay's socket helpers (src/gateway/relay.h) on loopback TCP pairs:
 // read_now's four outcomes (bytes, nothing yet, the peer's FIN, the peer's reset) and that it
-// leaves the socket's blocking mode as it found it; relay_filtered with an empty filter.
+// leaves the socket's blocking mode as it found it; relay_filtered with an empty filter; when a
+// direction counts as its thread's only bulk one (BulkWatch), and that a download copied
+// through the bulk buffer arrives whole.
 
 // The header under test first (see gateway_test.cc: asio's configuration must match the
 // gateway library's).
@@ -160,6 +162,94 @@ TEST(RelayFiltered, AnEmptyFilterPassesTheInitialBytesAndTheRest) {
   EXPECT_EQ(result.bytes_up, up.data.size());
   EXPECT_FALSE(result.reset);
   EXPECT_FALSE(result.cut);
+}
+
+TEST(BulkWatch, ADirectionIsBulkAfterAMebibyteAndAloneWhileNoOtherMovesBulk) {
+  BufferPool pool;
+  BulkWatch a(pool);
+  BulkWatch b(pool);
+  auto t = BulkWatch::Clock::now();
+  EXPECT_FALSE(a.alone(pool, t));
+  a.moved(pool, BulkWatch::kBytes - 1, t);
+  EXPECT_FALSE(a.alone(pool, t)) << "one byte short of bulk";
+  a.moved(pool, 1, t);
+  EXPECT_TRUE(a.alone(pool, t));
+  b.moved(pool, BulkWatch::kBytes, t + 10ms);  // a second bulk direction
+  EXPECT_FALSE(a.alone(pool, t + 20ms));
+  EXPECT_FALSE(b.alone(pool, t + 20ms));
+  a.moved(pool, 64 * 1024, t + 30ms);  // both keep moving: neither is alone
+  EXPECT_FALSE(b.alone(pool, t + 40ms));
+  EXPECT_FALSE(a.alone(pool, t + 40ms));
+  // b goes quiet: once its last bulk move is kPause old, a is alone again.
+  EXPECT_FALSE(a.alone(pool, t + 10ms + BulkWatch::kPause - 1ms));
+  EXPECT_TRUE(a.alone(pool, t + 10ms + BulkWatch::kPause));
+}
+
+TEST(BulkWatch, APauseForDataEndsTheBurstAndAThirdDirectionIsSeen) {
+  BufferPool pool;
+  BulkWatch a(pool);
+  BulkWatch b(pool);
+  BulkWatch c(pool);
+  auto t = BulkWatch::Clock::now();
+  a.moved(pool, BulkWatch::kBytes, t);
+  a.waited(t, t + BulkWatch::kPause - 1ms);  // a short wait keeps the burst
+  EXPECT_TRUE(a.alone(pool, t + BulkWatch::kPause - 1ms));
+  a.waited(t, t + BulkWatch::kPause);  // a long one ends it
+  EXPECT_FALSE(a.alone(pool, t + BulkWatch::kPause));
+  a.moved(pool, BulkWatch::kBytes / 2, t + BulkWatch::kPause);
+  EXPECT_FALSE(a.alone(pool, t + BulkWatch::kPause)) << "half a mebibyte after the pause";
+  // The pool keeps the last two bulk movers: b, then c, then b again; c is still seen by b.
+  auto u = t + 1s;
+  b.moved(pool, BulkWatch::kBytes, u);
+  c.moved(pool, BulkWatch::kBytes, u + 1ms);
+  b.moved(pool, 1, u + 2ms);
+  EXPECT_FALSE(b.alone(pool, u + 3ms));
+  EXPECT_FALSE(c.alone(pool, u + 3ms));
+}
+
+// A one-way download through relay(): once it is bulk it is copied through the bulk buffer, and
+// every byte arrives in order, with the end of stream and the counts.
+TEST(Relay, ALoneBulkDownloadIsCopiedThroughTheBulkBufferAndArrivesWhole) {
+  Pair client;  // peer: the sandboxed client; socket: the gateway's end
+  Pair server;  // peer: the server; socket: the gateway's dialed end
+  ASSERT_NO_FATAL_FAILURE(connect_pair(client));
+  ASSERT_NO_FATAL_FAILURE(connect_pair(server));
+  asio::io_context io;
+  tcp::socket from_client(io), to_server(io);
+  asio::error_code ec;
+  from_client.assign(tcp::v4(), client.socket.release(ec), ec);
+  to_server.assign(tcp::v4(), server.socket.release(ec), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  BufferPool pool;
+  RelayResult result;
+  bool done = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        result = co_await relay(from_client, to_server, pool, 5s);
+        done = true;
+      },
+      asio::detached);
+  std::thread loop([&] { io.run(); });
+  std::string down(8 << 20, '\0');
+  for (size_t i = 0; i < down.size(); ++i) down[i] = static_cast<char>((i * 7 + i / 4093) & 0xff);
+  std::thread server_writer([&] {
+    EXPECT_TRUE(test::write_all(server.peer.get(), down));
+    ::shutdown(server.peer.get(), SHUT_WR);
+  });
+  test::ReadResult got = test::read_to_end(client.peer.get(), 16 << 20);
+  server_writer.join();
+  EXPECT_TRUE(got.eof);
+  EXPECT_EQ(got.data.size(), down.size());
+  EXPECT_TRUE(got.data == down) << "the bytes differ";
+  ASSERT_EQ(::shutdown(client.peer.get(), SHUT_WR), 0);
+  EXPECT_TRUE(test::read_to_end(server.peer.get()).eof);
+  loop.join();
+  EXPECT_TRUE(done);
+  EXPECT_EQ(result.bytes_down, down.size());
+  EXPECT_EQ(result.bytes_up, 0u);
+  EXPECT_FALSE(result.reset);
+  EXPECT_GT(pool.bulk_copies(), 0u) << "the download was never copied through the bulk buffer";
 }
 
 }  // namespace
