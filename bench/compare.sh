@@ -123,7 +123,7 @@ in_host ip link set "${W_ID}d" up
 # same kind of NAT redirect netfence's ruleset makes, to bench/floor_relay's listener, which
 # runs in the host namespace and dials from there.
 in_floor() { ip netns exec "$W_FLOOR" "$@"; }
-floor_up() { # floor_up: 0, or 1 with the reason in FLOOR_ERR
+floor_up() { # floor_up: 0, or 1 with the reason in FLOOR_ERR (the namespace, no relay yet)
   FLOOR_ERR="$FLOOR_RELAY not built"
   [ -x "$FLOOR_RELAY" ] || return 1
   FLOOR_ERR="could not build the floor's namespace (ip netns, lo, its address or route)"
@@ -132,6 +132,7 @@ floor_up() { # floor_up: 0, or 1 with the reason in FLOOR_ERR
   in_floor ip addr add 192.0.2.200/32 dev lo || return 1
   in_floor ip route add 203.0.113.0/24 dev lo src 192.0.2.200 || return 1
   FLOOR_ERR="nft refused the floor's redirect"
+  # 5201 (iperf3's port) to the floor, 5211 to floor-copy: both relays dial the real 5201.
   in_floor nft -f - <<NFT || return 1
 table ip floor {
   chain output {
@@ -141,22 +142,17 @@ table ip floor {
   }
 }
 NFT
-  ip netns exec "$W_HOST" "$FLOOR_RELAY" --netns "/run/netns/$W_FLOOR" --listen-port 5202 \
-    --to 203.0.113.10:5201 >"$W_DIR/floor.log" 2>&1 &
-  C_PIDS+=("$!")
-  # floor-copy: the same relay copying the way down (iperf3 dials port 5211, redirected to it).
-  ip netns exec "$W_HOST" "$FLOOR_RELAY" --netns "/run/netns/$W_FLOOR" --listen-port 5203 \
-    --to 203.0.113.10:5201 --copy-down "$FLOOR_COPY_BYTES" >"$W_DIR/floor-copy.log" 2>&1 &
-  C_PIDS+=("$!")
-  wait_listen in_floor 127.0.0.1:5202 || {
-    FLOOR_ERR="floor_relay did not start: $(tail -n 1 "$W_DIR/floor.log")"
-    return 1
-  }
-  wait_listen in_floor 127.0.0.1:5203 || {
-    FLOOR_ERR="floor_relay --copy-down did not start: $(tail -n 1 "$W_DIR/floor-copy.log")"
-    return 1
-  }
   FLOOR_ERR=""
+}
+floor_relay_up() { # floor_relay_up NAME PORT [FLAGS...]: 0, or 1 with the reason in FLOOR_ERR
+  local name=$1 port=$2
+  shift 2
+  ip netns exec "$W_HOST" "$FLOOR_RELAY" --netns "/run/netns/$W_FLOOR" --listen-port "$port" \
+    --to 203.0.113.10:5201 "$@" >"$W_DIR/$name.log" 2>&1 &
+  C_PIDS+=("$!")
+  wait_listen in_floor "127.0.0.1:$port" && return 0
+  FLOOR_ERR="floor_relay $* did not start: $(tail -n 1 "$W_DIR/$name.log")"
+  return 1
 }
 # A fast HTTP/HTTPS server (nginx) on api.example.com's address, ports 8080 and 8443 (the
 # world's python servers keep 80 and 443), with an ECDSA certificate.
@@ -330,7 +326,16 @@ if [[ " $SECTIONS " == *" throughput "* ]]; then
   command -v pasta >/dev/null || note_fail "tput,pasta" "pasta not installed"
   command -v slirp4netns >/dev/null || note_fail "tput,slirp" "slirp4netns not installed"
   if [[ " $TPUT_PATHS " == *" floor "* || " $TPUT_PATHS " == *" floor-copy "* ]]; then
-    floor_up || { note_fail "tput,floor" "$FLOOR_ERR"; note_fail "tput,floor-copy" "$FLOOR_ERR"; }
+    if floor_up; then
+      [[ " $TPUT_PATHS " != *" floor "* ]] || floor_relay_up floor 5202 ||
+        note_fail "tput,floor" "$FLOOR_ERR"
+      [[ " $TPUT_PATHS " != *" floor-copy "* ]] ||
+        floor_relay_up floor-copy 5203 --copy-down "$FLOOR_COPY_BYTES" ||
+        note_fail "tput,floor-copy" "$FLOOR_ERR"
+    else
+      note_fail "tput,floor" "$FLOOR_ERR"
+      note_fail "tput,floor-copy" "$FLOOR_ERR"
+    fi
   fi
   for _ in $(seq 1 "$REPS"); do
     for p in $TPUT_CONFIGS; do

@@ -2,10 +2,11 @@
 // bench/compare.sh's throughput section (issue 7). It listens on 127.0.0.1:--listen-port inside
 // the network namespace --netns names (its listener is made there, as netfence's are), dials
 // --to (IPv4 address:port) from the namespace it was started in, and moves the bytes of each
-// direction on a thread of its own with blocking splice(2) through a 1 MiB pipe: no event loop,
-// no policy, no inspection, no timers, no log. Whatever netfence's relay costs beyond this is
-// netfence's; what this costs beyond the direct path is the price of any relay that terminates
-// the sandbox's TCP connection and opens a second one.
+// direction on a thread of its own with blocking splice(2) through a 1 MiB pipe (or, with
+// --copy-down, the way down with blocking read/write through a buffer): no event loop, no
+// policy, no inspection, no timers, no log. Whatever netfence's relay costs beyond this is
+// netfence's; what this costs beyond the direct path is the price of a relay that moves bytes
+// this way and terminates the sandbox's TCP connection to open a second one.
 //
 //   floor_relay --netns /run/netns/NAME --listen-port PORT --to ADDR:PORT [--copy-down BYTES]
 //

@@ -25,23 +25,32 @@ constexpr size_t kKeepPipes = 8;        // idle pipes kept for reuse (16 descrip
 
 BulkWatch::BulkWatch(BufferPool& pool) : id_(pool.new_direction()) {}
 
-void BulkWatch::waited(Clock::time_point before, Clock::time_point now) {
-  if (now - before >= kPause) burst_ = 0;
+bool BulkWatch::bulk(Clock::time_point now) const {
+  Clock::duration age = now - window_start_;
+  if (age >= 2 * kWindow) return false;                // nothing moved in the last window
+  if (age >= kWindow) return window_bytes_ >= kBytes;  // the last window was this one
+  return window_bytes_ >= kBytes || previous_bytes_ >= kBytes;
 }
 
 void BulkWatch::moved(BufferPool& pool, uint64_t n, Clock::time_point now) {
-  burst_ += n;
-  if (burst_ < kBytes) return;
+  Clock::duration age = now - window_start_;
+  if (age >= kWindow) {
+    previous_bytes_ = age < 2 * kWindow ? window_bytes_ : 0;
+    window_start_ = now;
+    window_bytes_ = 0;
+  }
+  window_bytes_ += n;
+  if (!bulk(now)) return;
   auto& last = pool.bulk_moves();
   if (last[0].direction != id_) last[1] = last[0];
   last[0] = {id_, now};
 }
 
-bool BulkWatch::alone(BufferPool& pool, Clock::time_point now) const {
-  if (burst_ < kBytes) return false;
+bool BulkWatch::alone(const BufferPool& pool, Clock::time_point now) const {
+  if (!bulk(now)) return false;
   const auto& last = pool.bulk_moves();
   const BufferPool::BulkMove& other = last[0].direction == id_ ? last[1] : last[0];
-  return other.direction == 0 || now - other.at >= kPause;
+  return other.direction == 0 || now - other.at >= kWindow;
 }
 
 std::optional<SplicePipe> BufferPool::take_pipe() {
@@ -63,19 +72,14 @@ void BufferPool::give_back(SplicePipe pipe) {
   if (state_->free_pipes.size() < kKeepPipes) state_->free_pipes.push_back(std::move(pipe));
 }
 
-BufferPool::Lease BufferPool::take_bulk() {
-  if (state_->free_bulk.empty()) {
-    return Lease(state_, std::make_unique<std::byte[]>(kBulkBufferSize), /*bulk=*/true);
+BufferPool::Lease BufferPool::take_from(bool bulk) {
+  auto& free = bulk ? state_->free_bulk : state_->free;
+  if (free.empty()) {
+    return Lease(state_, std::make_unique<std::byte[]>(bulk ? kBulkBufferSize : state_->size),
+                 bulk);
   }
-  Lease lease(state_, std::move(state_->free_bulk.back()), /*bulk=*/true);
-  state_->free_bulk.pop_back();
-  return lease;
-}
-
-BufferPool::Lease BufferPool::take() {
-  if (state_->free.empty()) return Lease(state_, std::make_unique<std::byte[]>(state_->size));
-  Lease lease(state_, std::move(state_->free.back()));
-  state_->free.pop_back();
+  Lease lease(state_, std::move(free.back()), bulk);
+  free.pop_back();
   return lease;
 }
 
@@ -164,22 +168,19 @@ asio::awaitable<Spliced> splice_once(tcp::socket& from, tcp::socket& to, BufferP
 // (`down`) copies through a bulk buffer while it is its thread's only bulk direction (relay.h).
 asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool, uint64_t& count,
                            Shared& shared, bool down) {
-  using Clock = std::chrono::steady_clock;
+  using Clock = BulkWatch::Clock;
   asio::error_code ec;
   BulkWatch bulk(pool);
   while (!shared.watch.fired()) {
-    Clock::time_point before = Clock::now();
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
     if (ec) break;
-    Clock::time_point now = Clock::now();
-    bulk.waited(before, now);
-    bool copy_bulk = down && bulk.alone(pool, now);
+    bool copy_bulk = down && bulk.alone(pool, Clock::now());
     if (pool.splice_works() && !copy_bulk) {
-      uint64_t before_count = count;
+      uint64_t before = count;
       Spliced moved = co_await splice_once(from, to, pool, count);
       if (moved == Spliced::kMoved) {
         shared.watch.touch();
-        bulk.moved(pool, count - before_count, now);
+        bulk.moved(pool, count - before, Clock::now());
         continue;
       }
       if (moved == Spliced::kNothing) continue;
@@ -204,7 +205,7 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
     if (ec) break;
     count += n;
     shared.watch.touch();
-    bulk.moved(pool, n, now);
+    bulk.moved(pool, n, Clock::now());
     if (copy_bulk) pool.count_bulk_copy();
   }
   // An error on either side (reset, or the other direction failed and closed us): reset both,
@@ -216,10 +217,11 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
 
 // Client to server through a filter: bytes accumulate in `pending` until the filter releases
 // them. The filter bounds what it holds back (an HTTP head is at most 16 KiB).
-asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, uint64_t& count,
-                                    Shared& shared, std::vector<std::byte> pending,
+asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
+                                    uint64_t& count, Shared& shared, std::vector<std::byte> pending,
                                     const UpstreamFilter& filter) {
   asio::error_code ec;
+  BulkWatch bulk(pool);  // it never copies through the bulk buffer, but its bulk moves count
   std::array<std::byte, 16 * 1024> chunk;
   while (true) {
     // Release what the filter allows.
@@ -238,6 +240,7 @@ asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, uint64_t
       if (ec) break;
       count += *n;
       shared.watch.touch();
+      bulk.moved(pool, *n, BulkWatch::Clock::now());
       pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(*n));
     }
     if (ec || shared.watch.fired()) break;
@@ -282,12 +285,20 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
   asio::steady_timer down_done(executor, asio::steady_timer::time_point::max());
   bool down_running = true;
   asio::co_spawn(executor, pump(server, client, pool, result.bytes_down, shared, /*down=*/true),
-                 [&down_running, &down_done](const std::exception_ptr&) {
+                 [&](const std::exception_ptr& thrown) {
+                   // Thrown (out of memory for a buffer, say): the way down is cut short, which
+                   // must not end as the clean EOF a complete download would.
+                   if (thrown) {
+                     shared.failed = true;
+                     reset(client);
+                     reset(server);
+                   }
                    down_running = false;
                    down_done.cancel();
                  });
   if (filter) {
-    co_await filtered_pump(client, server, result.bytes_up, shared, std::move(initial), filter);
+    co_await filtered_pump(client, server, pool, result.bytes_up, shared, std::move(initial),
+                           filter);
   } else {
     // Bytes read before the relay go first (relay() has none: no send_all frame then), and are
     // not held for the connection's life.

@@ -14,14 +14,11 @@
 // from 0.44x to ~0.8x of direct (docs/benchmarks.md). Filtered directions (HTTP heads judged as
 // they pass) copy, since they must see the bytes.
 //
-// Bulk directions: a direction that has moved 1 MiB without a pause of 100 ms is bulk until such
-// a pause (BulkWatch). A way down (server to client) that is bulk, while no other direction of
-// its thread has made a bulk move in the last 100 ms, copies through a 256 KiB buffer instead of
-// splicing. A spliced send carries the received pages one 4 KiB page per fragment, so the
-// sandbox's leg gets packets of at most 17 pages (68 KiB); a copied one is built from 32 KiB
-// fragments and fills the leg's 512 KiB GSO limit. One stream downloads about 1.3x faster so;
-// with several bulk directions the copies would saturate the one thread, so they all splice
-// (docs/benchmarks.md, the bulk row of "What profiling changed").
+// Bulk directions: a way down (server to client) that moves 1 MiB per 100 ms or more, while no
+// other direction of its thread does, copies through a pooled 256 KiB buffer instead of
+// splicing (BulkWatch): a copied send fills the sandbox leg's 512 KiB GSO limit where a spliced
+// one stops at 68 KiB (docs/sandbox.md, "Packet sizes"). With several bulk directions the copies
+// would saturate the one thread, so they all splice.
 #pragma once
 
 #include <array>
@@ -97,8 +94,8 @@ class BufferPool {
     bool bulk_ = false;
   };
 
-  Lease take();
-  Lease take_bulk();  // kBulkBufferSize bytes
+  Lease take() { return take_from(false); }
+  Lease take_bulk() { return take_from(true); }  // kBulkBufferSize bytes
   size_t buffer_size() const { return state_->size; }
 
   // A pipe sized for large splices (nullopt: none can be made; relay by copying instead).
@@ -118,36 +115,40 @@ class BufferPool {
   // the relay to tell whether a direction is the only one moving bulk data (BulkWatch).
   uint64_t new_direction() { return ++state_->directions; }
   std::array<BulkMove, 2>& bulk_moves() { return state_->bulk_moves; }
+  const std::array<BulkMove, 2>& bulk_moves() const { return state_->bulk_moves; }
   void count_bulk_copy() { ++state_->bulk_copies; }
   uint64_t bulk_copies() const { return state_->bulk_copies; }
 
  private:
   static constexpr size_t kKeepBulk = 2;
+  Lease take_from(bool bulk);
   std::shared_ptr<State> state_;
 };
 
 // Whether a direction of a relay is moving bulk data, and whether it is the only one of its
-// thread (its pool's relays) that is. Bulk: it has moved kBytes since its last wait of kPause or
-// longer for data. Alone: bulk, and no other direction has made a bulk move for kPause. The pool
-// keeps the two directions that made the last bulk moves and nothing else, so a direction that
-// ends or goes quiet simply ages out. Times come from the caller (two clock reads per wait for
-// data, about 25 ns each here).
+// thread (its pool's relays) that is. Bulk: it moved kBytes within a kWindow-long window, the one
+// now running or the one just before (about 84 Mbit/s or more). Alone: bulk, and no other
+// direction has made a bulk move for kWindow. The pool keeps the two directions that made the
+// last bulk moves and nothing else, so a direction that ends or slows down simply ages out.
+// Times come from the caller (a clock read after each wait and each move, about 25 ns here).
 class BulkWatch {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr uint64_t kBytes = 1024 * 1024;
-  static constexpr Clock::duration kPause = std::chrono::milliseconds(100);
+  static constexpr Clock::duration kWindow = std::chrono::milliseconds(100);
 
   explicit BulkWatch(BufferPool& pool);
-  // After a wait for data from `before` to `now`.
-  void waited(Clock::time_point before, Clock::time_point now);
-  // After moving `n` bytes (the wait that preceded them ended at `now`).
+  // After moving `n` bytes, the move having ended at `now`.
   void moved(BufferPool& pool, uint64_t n, Clock::time_point now);
-  bool alone(BufferPool& pool, Clock::time_point now) const;
+  bool alone(const BufferPool& pool, Clock::time_point now) const;
 
  private:
+  bool bulk(Clock::time_point now) const;
+
   uint64_t id_;
-  uint64_t burst_ = 0;
+  Clock::time_point window_start_{};
+  uint64_t window_bytes_ = 0;
+  uint64_t previous_bytes_ = 0;  // moved in the window just before this one
 };
 
 struct RelayResult {

@@ -149,12 +149,12 @@ TEST(RelayFiltered, AnEmptyFilterPassesTheInitialBytesAndTheRest) {
       },
       asio::detached);
   std::thread loop([&] { io.run(); });
-  ASSERT_TRUE(test::write_all(client.peer.get(), std::string_view("Host: a.test\r\n\r\n")));
-  ASSERT_EQ(::shutdown(client.peer.get(), SHUT_WR), 0);
+  EXPECT_TRUE(test::write_all(client.peer.get(), std::string_view("Host: a.test\r\n\r\n")));
+  EXPECT_EQ(::shutdown(client.peer.get(), SHUT_WR), 0);
   test::ReadResult up = test::read_to_end(server.peer.get());
   EXPECT_EQ(up.data, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
   EXPECT_TRUE(up.eof);
-  ASSERT_EQ(::shutdown(server.peer.get(), SHUT_WR), 0);  // the server is done too
+  EXPECT_EQ(::shutdown(server.peer.get(), SHUT_WR), 0);  // the server is done too
   test::ReadResult down = test::read_to_end(client.peer.get());
   EXPECT_TRUE(down.eof);
   loop.join();
@@ -164,92 +164,150 @@ TEST(RelayFiltered, AnEmptyFilterPassesTheInitialBytesAndTheRest) {
   EXPECT_FALSE(result.cut);
 }
 
-TEST(BulkWatch, ADirectionIsBulkAfterAMebibyteAndAloneWhileNoOtherMovesBulk) {
+TEST(BulkWatch, ADirectionIsBulkAtAMebibyteAWindowAndAloneWhileNoOtherMovesBulk) {
   BufferPool pool;
   BulkWatch a(pool);
   BulkWatch b(pool);
+  BulkWatch c(pool);
   auto t = BulkWatch::Clock::now();
   EXPECT_FALSE(a.alone(pool, t));
   a.moved(pool, BulkWatch::kBytes - 1, t);
   EXPECT_FALSE(a.alone(pool, t)) << "one byte short of bulk";
-  a.moved(pool, 1, t);
-  EXPECT_TRUE(a.alone(pool, t));
+  a.moved(pool, 1, t + 1ms);
+  EXPECT_TRUE(a.alone(pool, t + 1ms));
+  c.moved(pool, 64 * 1024, t + 5ms);  // not bulk: its moves do not count against a
+  EXPECT_TRUE(a.alone(pool, t + 6ms));
   b.moved(pool, BulkWatch::kBytes, t + 10ms);  // a second bulk direction
   EXPECT_FALSE(a.alone(pool, t + 20ms));
   EXPECT_FALSE(b.alone(pool, t + 20ms));
   a.moved(pool, 64 * 1024, t + 30ms);  // both keep moving: neither is alone
   EXPECT_FALSE(b.alone(pool, t + 40ms));
   EXPECT_FALSE(a.alone(pool, t + 40ms));
-  // b goes quiet: once its last bulk move is kPause old, a is alone again.
-  EXPECT_FALSE(a.alone(pool, t + 10ms + BulkWatch::kPause - 1ms));
-  EXPECT_TRUE(a.alone(pool, t + 10ms + BulkWatch::kPause));
+  // b stops: once its last bulk move is a window old, a (still bulk) is alone again.
+  EXPECT_FALSE(a.alone(pool, t + 10ms + BulkWatch::kWindow - 1ms));
+  EXPECT_TRUE(a.alone(pool, t + 10ms + BulkWatch::kWindow));
 }
 
-TEST(BulkWatch, APauseForDataEndsTheBurstAndAThirdDirectionIsSeen) {
+TEST(BulkWatch, BulkIsARateNotATotalAndEndsWhenTheDirectionSlowsDown) {
   BufferPool pool;
+  BulkWatch chatty(pool);
+  auto t = BulkWatch::Clock::now();
+  // 10 KiB every 10 ms for 20 s (about 8 Mbit/s): 200 MB in all, never bulk.
+  for (int i = 0; i < 2000; ++i) {
+    chatty.moved(pool, 10 * 1024, t + i * 10ms);
+    ASSERT_FALSE(chatty.alone(pool, t + i * 10ms)) << "bulk after " << i << " moves";
+  }
+  EXPECT_EQ(pool.bulk_moves()[0].direction, 0u) << "a direction that was never bulk was recorded";
+
   BulkWatch a(pool);
+  auto u = t + 30s;
+  a.moved(pool, BulkWatch::kBytes / 2, u);
+  a.moved(pool, BulkWatch::kBytes / 2, u + 50ms);
+  EXPECT_TRUE(a.alone(pool, u + 50ms));
+  EXPECT_TRUE(a.alone(pool, u + 2 * BulkWatch::kWindow - 1ms)) << "the window just before counts";
+  EXPECT_FALSE(a.alone(pool, u + 2 * BulkWatch::kWindow)) << "quiet for a whole window";
+  a.moved(pool, BulkWatch::kBytes / 2, u + 3 * BulkWatch::kWindow);
+  EXPECT_FALSE(a.alone(pool, u + 3 * BulkWatch::kWindow)) << "half a mebibyte after the pause";
+
+  // The pool keeps the last two bulk movers: b, then c, then b again; c is still seen by b.
   BulkWatch b(pool);
   BulkWatch c(pool);
-  auto t = BulkWatch::Clock::now();
-  a.moved(pool, BulkWatch::kBytes, t);
-  a.waited(t, t + BulkWatch::kPause - 1ms);  // a short wait keeps the burst
-  EXPECT_TRUE(a.alone(pool, t + BulkWatch::kPause - 1ms));
-  a.waited(t, t + BulkWatch::kPause);  // a long one ends it
-  EXPECT_FALSE(a.alone(pool, t + BulkWatch::kPause));
-  a.moved(pool, BulkWatch::kBytes / 2, t + BulkWatch::kPause);
-  EXPECT_FALSE(a.alone(pool, t + BulkWatch::kPause)) << "half a mebibyte after the pause";
-  // The pool keeps the last two bulk movers: b, then c, then b again; c is still seen by b.
-  auto u = t + 1s;
-  b.moved(pool, BulkWatch::kBytes, u);
-  c.moved(pool, BulkWatch::kBytes, u + 1ms);
-  b.moved(pool, 1, u + 2ms);
-  EXPECT_FALSE(b.alone(pool, u + 3ms));
-  EXPECT_FALSE(c.alone(pool, u + 3ms));
+  auto v = t + 60s;
+  b.moved(pool, BulkWatch::kBytes, v);
+  c.moved(pool, BulkWatch::kBytes, v + 1ms);
+  b.moved(pool, 1, v + 2ms);
+  EXPECT_FALSE(b.alone(pool, v + 3ms));
+  EXPECT_FALSE(c.alone(pool, v + 3ms));
+}
+
+// A relay() between two loopback pairs, run on a thread of its own; the test writes and reads
+// the peers' ends.
+struct RelayRig {
+  Pair client;  // peer: the sandboxed client; socket: the gateway's end
+  Pair server;  // peer: the server; socket: the gateway's dialed end
+  asio::io_context io;
+  tcp::socket from_client{io};
+  tcp::socket to_server{io};
+  BufferPool pool;
+  RelayResult result;
+  bool done = false;
+  std::thread loop;
+
+  void start() {
+    ASSERT_NO_FATAL_FAILURE(connect_pair(client));
+    ASSERT_NO_FATAL_FAILURE(connect_pair(server));
+    asio::error_code ec;
+    from_client.assign(tcp::v4(), client.socket.release(ec), ec);
+    to_server.assign(tcp::v4(), server.socket.release(ec), ec);
+    ASSERT_FALSE(ec) << ec.message();
+    asio::co_spawn(
+        io,
+        [this]() -> asio::awaitable<void> {
+          result = co_await relay(from_client, to_server, pool, 5s);
+          done = true;
+        },
+        asio::detached);
+    loop = std::thread([this] { io.run(); });
+  }
+  ~RelayRig() {
+    if (!loop.joinable()) return;
+    io.stop();  // a failed test may leave the relay waiting
+    loop.join();
+  }
+
+  // Sends `bytes` from `from` (then its FIN) while reading `to` to the end; true if `to` got
+  // exactly them.
+  static bool carries(int from, int to, const std::string& bytes) {
+    std::thread writer([&] {
+      EXPECT_TRUE(test::write_all(from, bytes));
+      ::shutdown(from, SHUT_WR);
+    });
+    test::ReadResult got = test::read_to_end(to, 2 * bytes.size());
+    writer.join();
+    EXPECT_TRUE(got.eof);
+    EXPECT_EQ(got.data.size(), bytes.size());
+    return got.data == bytes;
+  }
+};
+
+std::string pattern_bytes(size_t size) {
+  std::string bytes(size, '\0');
+  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<char>((i * 7 + i / 4093) & 0xff);
+  return bytes;
 }
 
 // A one-way download through relay(): once it is bulk it is copied through the bulk buffer, and
 // every byte arrives in order, with the end of stream and the counts.
 TEST(Relay, ALoneBulkDownloadIsCopiedThroughTheBulkBufferAndArrivesWhole) {
-  Pair client;  // peer: the sandboxed client; socket: the gateway's end
-  Pair server;  // peer: the server; socket: the gateway's dialed end
-  ASSERT_NO_FATAL_FAILURE(connect_pair(client));
-  ASSERT_NO_FATAL_FAILURE(connect_pair(server));
-  asio::io_context io;
-  tcp::socket from_client(io), to_server(io);
-  asio::error_code ec;
-  from_client.assign(tcp::v4(), client.socket.release(ec), ec);
-  to_server.assign(tcp::v4(), server.socket.release(ec), ec);
-  ASSERT_FALSE(ec) << ec.message();
-  BufferPool pool;
-  RelayResult result;
-  bool done = false;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        result = co_await relay(from_client, to_server, pool, 5s);
-        done = true;
-      },
-      asio::detached);
-  std::thread loop([&] { io.run(); });
-  std::string down(8 << 20, '\0');
-  for (size_t i = 0; i < down.size(); ++i) down[i] = static_cast<char>((i * 7 + i / 4093) & 0xff);
-  std::thread server_writer([&] {
-    EXPECT_TRUE(test::write_all(server.peer.get(), down));
-    ::shutdown(server.peer.get(), SHUT_WR);
-  });
-  test::ReadResult got = test::read_to_end(client.peer.get(), 16 << 20);
-  server_writer.join();
-  EXPECT_TRUE(got.eof);
-  EXPECT_EQ(got.data.size(), down.size());
-  EXPECT_TRUE(got.data == down) << "the bytes differ";
-  ASSERT_EQ(::shutdown(client.peer.get(), SHUT_WR), 0);
-  EXPECT_TRUE(test::read_to_end(server.peer.get()).eof);
-  loop.join();
-  EXPECT_TRUE(done);
-  EXPECT_EQ(result.bytes_down, down.size());
-  EXPECT_EQ(result.bytes_up, 0u);
-  EXPECT_FALSE(result.reset);
-  EXPECT_GT(pool.bulk_copies(), 0u) << "the download was never copied through the bulk buffer";
+  RelayRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  const std::string down = pattern_bytes(8 << 20);
+  EXPECT_TRUE(RelayRig::carries(rig.server.peer.get(), rig.client.peer.get(), down))
+      << "the bytes differ";
+  EXPECT_EQ(::shutdown(rig.client.peer.get(), SHUT_WR), 0);
+  EXPECT_TRUE(test::read_to_end(rig.server.peer.get()).eof);
+  rig.loop.join();
+  EXPECT_TRUE(rig.done);
+  EXPECT_EQ(rig.result.bytes_down, down.size());
+  EXPECT_EQ(rig.result.bytes_up, 0u);
+  EXPECT_FALSE(rig.result.reset);
+  EXPECT_GT(rig.pool.bulk_copies(), 0u) << "the download was never copied through the bulk buffer";
+}
+
+// The way up keeps splicing however much it carries (only a way down copies).
+TEST(Relay, ABulkUploadIsNotCopied) {
+  RelayRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  const std::string up = pattern_bytes(8 << 20);
+  EXPECT_TRUE(RelayRig::carries(rig.client.peer.get(), rig.server.peer.get(), up))
+      << "the bytes differ";
+  EXPECT_EQ(::shutdown(rig.server.peer.get(), SHUT_WR), 0);
+  EXPECT_TRUE(test::read_to_end(rig.client.peer.get()).eof);
+  rig.loop.join();
+  EXPECT_TRUE(rig.done);
+  EXPECT_EQ(rig.result.bytes_up, up.size());
+  EXPECT_FALSE(rig.result.reset);
+  EXPECT_EQ(rig.pool.bulk_copies(), 0u);
 }
 
 }  // namespace
