@@ -155,4 +155,14 @@ std::optional<std::string> own_ipv4_address() {
   return found;
 }
 
+std::string pattern(size_t size, unsigned seed) {
+  std::string out(size, '\0');
+  uint32_t x = seed;
+  for (char& ch : out) {
+    x = x * 1664525u + 1013904223u;
+    ch = static_cast<char>(x >> 24);
+  }
+  return out;
+}
+
 }  // namespace netfence::test

@@ -52,6 +52,10 @@ ReadResult read_exactly(int fd, size_t n);
 // Reads until EOF, an error or the receive timeout (or `limit` bytes).
 ReadResult read_to_end(int fd, size_t limit = 1 << 20);
 
+// `size` pseudo-random bytes from `seed` (a linear congruential generator): payloads in which a
+// lost, repeated or reordered chunk shows.
+std::string pattern(size_t size, unsigned seed);
+
 // An IPv4 address of this host outside 127.0.0.0/8 on an interface that is up: connections to
 // it are delivered locally like loopback ones. nullopt when there is none.
 std::optional<std::string> own_ipv4_address();

@@ -57,15 +57,7 @@ bool own_address_is_private(const std::string& ip) {
   return policy::is_private(policy::IpAddress::parse(ip).value());
 }
 
-std::string pattern(size_t size, unsigned seed) {
-  std::string out(size, '\0');
-  uint32_t x = seed;
-  for (char& ch : out) {
-    x = x * 1664525u + 1013904223u;
-    ch = static_cast<char>(x >> 24);
-  }
-  return out;
-}
+using test::pattern;
 
 // --- IP/CIDR rules: dial the client's destination, relay -------------------------------------
 

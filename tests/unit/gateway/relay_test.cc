@@ -255,42 +255,35 @@ struct RelayRig {
     loop.join();
   }
 
-  // Sends `bytes` from `from` (then its FIN) while reading `to` to the end; true if `to` got
-  // exactly them.
-  static bool carries(int from, int to, const std::string& bytes) {
+  // Sends `bytes` from `from`'s peer (then its FIN) while reading `to`'s peer to the end, then
+  // ends the other way too and waits for the relay to end; true if `to` got exactly the bytes.
+  bool one_way(Pair& from, Pair& to, const std::string& bytes) {
     std::thread writer([&] {
-      EXPECT_TRUE(test::write_all(from, bytes));
-      ::shutdown(from, SHUT_WR);
+      EXPECT_TRUE(test::write_all(from.peer.get(), bytes));
+      ::shutdown(from.peer.get(), SHUT_WR);
     });
-    test::ReadResult got = test::read_to_end(to, 2 * bytes.size());
+    test::ReadResult got = test::read_to_end(to.peer.get(), 2 * bytes.size());
     writer.join();
     EXPECT_TRUE(got.eof);
     EXPECT_EQ(got.data.size(), bytes.size());
+    EXPECT_EQ(::shutdown(to.peer.get(), SHUT_WR), 0);
+    EXPECT_TRUE(test::read_to_end(from.peer.get()).eof);
+    loop.join();
+    EXPECT_TRUE(done);
+    EXPECT_FALSE(result.reset);
     return got.data == bytes;
   }
 };
-
-std::string pattern_bytes(size_t size) {
-  std::string bytes(size, '\0');
-  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<char>((i * 7 + i / 4093) & 0xff);
-  return bytes;
-}
 
 // A one-way download through relay(): once it is bulk it is copied through the bulk buffer, and
 // every byte arrives in order, with the end of stream and the counts.
 TEST(Relay, ALoneBulkDownloadIsCopiedThroughTheBulkBufferAndArrivesWhole) {
   RelayRig rig;
   ASSERT_NO_FATAL_FAILURE(rig.start());
-  const std::string down = pattern_bytes(8 << 20);
-  EXPECT_TRUE(RelayRig::carries(rig.server.peer.get(), rig.client.peer.get(), down))
-      << "the bytes differ";
-  EXPECT_EQ(::shutdown(rig.client.peer.get(), SHUT_WR), 0);
-  EXPECT_TRUE(test::read_to_end(rig.server.peer.get()).eof);
-  rig.loop.join();
-  EXPECT_TRUE(rig.done);
+  const std::string down = test::pattern(8 << 20, 1);
+  EXPECT_TRUE(rig.one_way(rig.server, rig.client, down)) << "the bytes differ";
   EXPECT_EQ(rig.result.bytes_down, down.size());
   EXPECT_EQ(rig.result.bytes_up, 0u);
-  EXPECT_FALSE(rig.result.reset);
   EXPECT_GT(rig.pool.bulk_copies(), 0u) << "the download was never copied through the bulk buffer";
 }
 
@@ -298,15 +291,9 @@ TEST(Relay, ALoneBulkDownloadIsCopiedThroughTheBulkBufferAndArrivesWhole) {
 TEST(Relay, ABulkUploadIsNotCopied) {
   RelayRig rig;
   ASSERT_NO_FATAL_FAILURE(rig.start());
-  const std::string up = pattern_bytes(8 << 20);
-  EXPECT_TRUE(RelayRig::carries(rig.client.peer.get(), rig.server.peer.get(), up))
-      << "the bytes differ";
-  EXPECT_EQ(::shutdown(rig.server.peer.get(), SHUT_WR), 0);
-  EXPECT_TRUE(test::read_to_end(rig.client.peer.get()).eof);
-  rig.loop.join();
-  EXPECT_TRUE(rig.done);
+  const std::string up = test::pattern(8 << 20, 2);
+  EXPECT_TRUE(rig.one_way(rig.client, rig.server, up)) << "the bytes differ";
   EXPECT_EQ(rig.result.bytes_up, up.size());
-  EXPECT_FALSE(rig.result.reset);
   EXPECT_EQ(rig.pool.bulk_copies(), 0u);
 }
 
