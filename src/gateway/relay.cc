@@ -119,6 +119,67 @@ struct Shared {
   bool cut = false;
 };
 
+// The receive low-water mark of a way down while it copies bulk (relay.h, "Bulk directions").
+// Made only once a direction copies (a pointer in the pump's frame otherwise), so an idle
+// connection does not carry its timer.
+class LowWaterMark {
+ public:
+  static constexpr int kBytes = 128 * 1024;
+  static constexpr size_t kRaiseAfter = 64 * 1024;  // a copied move at least this large
+  static constexpr std::chrono::milliseconds kTick{2};
+
+  explicit LowWaterMark(tcp::socket& socket) : socket_(socket), timer_(socket.get_executor()) {}
+  ~LowWaterMark() {
+    *alive_ = false;
+    timer_.cancel();
+    lower();
+  }
+  LowWaterMark(const LowWaterMark&) = delete;
+  LowWaterMark& operator=(const LowWaterMark&) = delete;
+
+  // After a copied move of `n` bytes.
+  void moved(size_t n, BufferPool& pool) {
+    ++moves_;
+    if (raised_ || n < kRaiseAfter || !set(kBytes)) return;
+    raised_ = true;
+    pool.count_lowat_raise();
+    seen_ = moves_;
+    arm();
+  }
+  // Back to the kernel's default (one byte); setting it wakes a reader the bytes already satisfy.
+  void lower() {
+    if (!raised_) return;
+    raised_ = false;
+    set(1);
+  }
+
+ private:
+  bool set(int bytes) {
+    if (!socket_.is_open()) return false;
+    return ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) ==
+           0;
+  }
+  void arm() {
+    timer_.expires_after(kTick);
+    timer_.async_wait([this, alive = alive_](const asio::error_code& ec) {
+      if (ec || !*alive || !raised_) return;
+      if (moves_ != seen_) {
+        seen_ = moves_;
+        arm();
+        return;
+      }
+      lower();  // nothing moved for a tick: what is there goes now
+    });
+  }
+
+  tcp::socket& socket_;
+  asio::steady_timer timer_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  bool raised_ = false;
+  uint64_t moves_ = 0;
+  uint64_t seen_ = 0;  // moves_ at the last tick
+};
+
 enum class Spliced { kMoved, kNothing, kEof, kUnsupported, kFailed };
 
 // Moves what `from` has (up to a pipe's worth) through a pipe to `to`, waiting for `to` to take
@@ -171,10 +232,12 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
   using Clock = BulkWatch::Clock;
   asio::error_code ec;
   BulkWatch bulk(pool);
+  std::unique_ptr<LowWaterMark> lowat;  // made when the way down first copies bulk
   while (!shared.watch.fired()) {
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
     if (ec) break;
     bool copy_bulk = down && bulk.alone(pool, Clock::now());
+    if (!copy_bulk && lowat) lowat->lower();
     if (pool.splice_works() && !copy_bulk) {
       uint64_t before = count;
       Spliced moved = co_await splice_once(from, to, pool, count);
@@ -206,7 +269,11 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
     count += n;
     shared.watch.touch();
     bulk.moved(pool, n, Clock::now());
-    if (copy_bulk) pool.count_bulk_copy();
+    if (copy_bulk) {
+      pool.count_bulk_copy();
+      if (!lowat) lowat = std::make_unique<LowWaterMark>(from);
+      lowat->moved(n, pool);
+    }
   }
   // An error on either side (reset, or the other direction failed and closed us): reset both,
   // so each peer learns at once that the connection is gone.

@@ -19,6 +19,12 @@
 // splicing (BulkWatch): a copied send fills the sandbox leg's 512 KiB GSO limit where a spliced
 // one stops at 68 KiB (docs/sandbox.md, "Packet sizes"). With several bulk directions the copies
 // would saturate the one thread, so they all splice.
+//
+// While it copies, the way down raises its server socket's receive low-water mark (SO_RCVLOWAT,
+// 128 KiB): the socket wakes the relay once per 128 KiB instead of once per arriving packet, so
+// each wake-up and read moves more. Bytes below the mark would wait for more that may never come
+// (a server that answers and then waits), so a 2 ms tick lowers the mark again whenever nothing
+// moved since the tick before: such bytes wait at most about two ticks.
 #pragma once
 
 #include <array>
@@ -61,8 +67,9 @@ class BufferPool {
     bool splice_works = true;  // cleared when the kernel refuses to create or splice pipes
     // Bulk directions (BulkWatch): the two that made a bulk move last, and when.
     std::array<BulkMove, 2> bulk_moves{};
-    uint64_t directions = 0;   // ids handed out
-    uint64_t bulk_copies = 0;  // moves made through a bulk buffer (tests read it)
+    uint64_t directions = 0;    // ids handed out
+    uint64_t bulk_copies = 0;   // moves made through a bulk buffer (tests read it)
+    uint64_t lowat_raises = 0;  // times a bulk copy raised its socket's low-water mark (tests)
   };
 
  public:
@@ -70,7 +77,7 @@ class BufferPool {
   static constexpr size_t kBulkBufferSize = 256 * 1024;
 
   explicit BufferPool(size_t buffer_size = 64 * 1024, size_t keep = 64)
-      : state_(std::make_shared<State>(State{buffer_size, keep, {}, {}, {}, true, {}, 0, 0})) {}
+      : state_(std::make_shared<State>(State{buffer_size, keep, {}, {}, {}, true, {}, 0, 0, 0})) {}
 
   // A borrowed buffer. It keeps the pool's free list alive, so a lease that outlives the pool
   // (a coroutine frame destroyed with the io_context after the gateway) is still safe.
@@ -118,6 +125,8 @@ class BufferPool {
   const std::array<BulkMove, 2>& bulk_moves() const { return state_->bulk_moves; }
   void count_bulk_copy() { ++state_->bulk_copies; }
   uint64_t bulk_copies() const { return state_->bulk_copies; }
+  void count_lowat_raise() { ++state_->lowat_raises; }
+  uint64_t lowat_raises() const { return state_->lowat_raises; }
 
  private:
   static constexpr size_t kKeepBulk = 2;

@@ -1,8 +1,8 @@
 // Unit tests of the relay's socket helpers (src/gateway/relay.h) on loopback TCP pairs:
 // read_now's four outcomes (bytes, nothing yet, the peer's FIN, the peer's reset) and that it
 // leaves the socket's blocking mode as it found it; relay_filtered with an empty filter; when a
-// direction counts as its thread's only bulk one (BulkWatch), and that a download copied
-// through the bulk buffer arrives whole.
+// direction counts as its thread's only bulk one (BulkWatch), that a download copied
+// through the bulk buffer arrives whole, and that its low-water mark holds no bytes back.
 
 // The header under test first (see gateway_test.cc: asio's configuration must match the
 // gateway library's).
@@ -285,6 +285,40 @@ TEST(Relay, ALoneBulkDownloadIsCopiedThroughTheBulkBufferAndArrivesWhole) {
   EXPECT_EQ(rig.result.bytes_down, down.size());
   EXPECT_EQ(rig.result.bytes_up, 0u);
   EXPECT_GT(rig.pool.bulk_copies(), 0u) << "the download was never copied through the bulk buffer";
+}
+
+// A way down that copies bulk raises its socket's receive low-water mark, and what the server
+// sends below the mark while it waits for the client (the rest of a download, then a short
+// answer) still arrives: the tick lowers the mark once nothing moves. Without the tick the bytes
+// would sit in the gateway's socket and the reads below would time out (2 s).
+TEST(Relay, BytesBelowTheBulkLowWaterMarkArriveWhileTheServerWaits) {
+  RelayRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  const std::string bulk = test::pattern(8 << 20, 3);
+  std::thread writer([&] { EXPECT_TRUE(test::write_all(rig.server.peer.get(), bulk)); });
+  test::ReadResult got = test::read_exactly(rig.client.peer.get(), bulk.size());
+  writer.join();
+  EXPECT_EQ(got.error, 0) << "the end of the download did not arrive";
+  EXPECT_TRUE(got.data == bulk) << "the bytes differ";
+  EXPECT_GT(rig.pool.lowat_raises(), 0u) << "the bulk copy never raised the low-water mark";
+
+  // An answer far below the mark, then the server waits for the client's reply.
+  const std::string answer = "ok, your turn";
+  ASSERT_TRUE(test::write_all(rig.server.peer.get(), answer));
+  test::ReadResult short_got = test::read_exactly(rig.client.peer.get(), answer.size());
+  EXPECT_EQ(short_got.data, answer) << "read error " << short_got.error;
+  ASSERT_TRUE(test::write_all(rig.client.peer.get(), std::string_view("y")));
+  EXPECT_EQ(test::read_exactly(rig.server.peer.get(), 1).data, "y");
+
+  EXPECT_EQ(::shutdown(rig.server.peer.get(), SHUT_WR), 0);
+  EXPECT_TRUE(test::read_to_end(rig.client.peer.get()).eof);
+  EXPECT_EQ(::shutdown(rig.client.peer.get(), SHUT_WR), 0);
+  EXPECT_TRUE(test::read_to_end(rig.server.peer.get()).eof);
+  rig.loop.join();
+  EXPECT_TRUE(rig.done);
+  EXPECT_FALSE(rig.result.reset);
+  EXPECT_EQ(rig.result.bytes_down, bulk.size() + answer.size());
+  EXPECT_EQ(rig.result.bytes_up, 1u);
 }
 
 // The way up keeps splicing however much it carries (only a way down copies).
