@@ -38,6 +38,7 @@ void IdleWatch::arm() {
   timer_.expires_at(last_activity_ + idle_);
   timer_.async_wait([this, alive = alive_](const asio::error_code& ec) {
     if (ec || !*alive) return;
+    if (held_) touch();
     if (Clock::now() < last_activity_ + idle_) {
       arm();  // something moved since: check back at the new deadline
       return;

@@ -60,6 +60,12 @@ class IdleWatch {
   IdleWatch& operator=(const IdleWatch&) = delete;
 
   void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+  // While held, the watch does not fire (a bulk copy on its own thread keeps its own idle
+  // timeout, bulk_copy.h); releasing the hold counts as activity.
+  void hold(bool held) {
+    held_ = held;
+    touch();
+  }
   bool fired() const { return fired_; }
 
  private:
@@ -71,6 +77,7 @@ class IdleWatch {
   asio::ip::tcp::socket& b_;
   std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
   bool fired_ = false;
+  bool held_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -1,15 +1,21 @@
 #include "gateway/relay.h"
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <tuple>
 
 #include <asio/co_spawn.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "gateway/bulk_copy.h"
 #include "gateway/deadline.h"
 
 namespace netfence::gateway {
@@ -117,6 +123,13 @@ struct Shared {
   IdleWatch& watch;
   bool failed = false;
   bool cut = false;
+  // The bulk copy thread (relay.h): whether this relay may use it (unfiltered), whether the way
+  // down asked for it, and what it needs to know to take over safely.
+  bool may_hand_over = false;
+  bool handover = false;
+  bool up_waiting = false;  // the way up waits for the client's bytes, nothing in flight
+  bool up_ended = false;
+  bool down_ended = false;
 };
 
 // The receive low-water mark of a way down while it copies bulk (relay.h, "Bulk directions").
@@ -124,9 +137,9 @@ struct Shared {
 // connection does not carry its timer.
 class LowWaterMark {
  public:
-  static constexpr int kBytes = 128 * 1024;
-  static constexpr size_t kRaiseAfter = 64 * 1024;  // a copied move at least this large
-  static constexpr std::chrono::milliseconds kTick{2};
+  static constexpr int kBytes = LowWater::kBytes;
+  static constexpr size_t kRaiseAfter = LowWater::kRaiseAfter;  // a copied move this large
+  static constexpr std::chrono::milliseconds kTick = LowWater::kTick;
 
   explicit LowWaterMark(tcp::socket& socket) : socket_(socket), timer_(socket.get_executor()) {}
   ~LowWaterMark() {
@@ -234,7 +247,11 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
   BulkWatch bulk(pool);
   std::unique_ptr<LowWaterMark> lowat;  // made when the way down first copies bulk
   while (!shared.watch.fired()) {
+    if (shared.handover) co_return;  // the way down asked for the bulk thread (run_relay)
+    if (!down) shared.up_waiting = true;
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+    if (!down) shared.up_waiting = false;
+    if (shared.handover) co_return;  // the bulk thread reads what is there
     if (ec) break;
     bool copy_bulk = down && bulk.alone(pool, Clock::now());
     if (!copy_bulk && lowat) lowat->lower();
@@ -249,6 +266,7 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
       if (moved == Spliced::kNothing) continue;
       if (moved == Spliced::kEof) {
         to.shutdown(tcp::socket::shutdown_send, ec);
+        (down ? shared.down_ended : shared.up_ended) = true;
         co_return;
       }
       if (moved == Spliced::kFailed) break;
@@ -260,6 +278,7 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
     if (ec == asio::error::eof) {
       // Half-close: the other side may still send (e.g. an HTTP/1.0 response after the request).
       to.shutdown(tcp::socket::shutdown_send, ec);
+      (down ? shared.down_ended : shared.up_ended) = true;
       co_return;
     }
     if (ec) break;
@@ -273,6 +292,12 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
       pool.count_bulk_copy();
       if (!lowat) lowat = std::make_unique<LowWaterMark>(from);
       lowat->moved(n, pool);
+      if (shared.may_hand_over && (shared.up_waiting || shared.up_ended) &&
+          BulkThread::available()) {
+        shared.handover = true;
+        to.cancel(ec);  // ends the way up's wait for the client: run_relay hands both over
+        co_return;
+      }
     }
   }
   // An error on either side (reset, or the other direction failed and closed us): reset both,
@@ -334,12 +359,90 @@ asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, BufferPo
 
 namespace {
 
+// Hands both sockets to a bulk copy thread and takes them back when its copy ends (relay.h).
+// True: the copy went quiet and the relay goes on in the event loop; false: the relay is over,
+// and `shared` and `result` say how.
+asio::awaitable<bool> hand_over(tcp::socket& client, tcp::socket& server, BufferPool& pool,
+                                RelayResult& result, Shared& shared,
+                                std::chrono::milliseconds idle_timeout) {
+  shared.handover = false;
+  asio::error_code ec;
+  // Declared before the thread, so that should this frame be destroyed with the io_context
+  // while the thread copies, the thread is stopped and joined before they close.
+  asio::posix::stream_descriptor done(client.get_executor());
+  UniqueFd done_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  tcp::endpoint client_end = client.local_endpoint(ec);
+  tcp::endpoint server_end;
+  if (!ec) server_end = server.local_endpoint(ec);
+  if (!done_fd || ec) {
+    shared.may_hand_over = false;  // not for this relay: it goes on in the event loop
+    co_return true;
+  }
+  UniqueFd client_fd(client.release(ec));
+  UniqueFd server_fd(server.release(ec));
+  BulkCopyResult copied{BulkCopyResult::End::kFailed};
+  std::unique_ptr<BulkThread> thread;
+  if (client_fd && server_fd) {
+    thread = BulkThread::start(
+        {client_fd.get(), server_fd.get(), shared.up_ended, shared.down_ended, idle_timeout},
+        done_fd.get());
+  }
+  if (thread) {
+    pool.count_handover();
+    shared.watch.hold(true);
+    done.assign(done_fd.release(), ec);
+    // A wake-up without the thread's write is spurious (asio may hand an event that was pending
+    // for a socket released just now to a descriptor that reuses its reactor state): wait again.
+    uint64_t ended = 0;
+    while (!ec && ::read(done.native_handle(), &ended, sizeof ended) != sizeof ended) {
+      co_await done.async_wait(asio::posix::stream_descriptor::wait_read,
+                               redirect_error(use_awaitable, ec));
+    }
+    copied = thread->finish();  // stops it first if the wait failed
+    thread.reset();
+    shared.watch.hold(false);
+  } else if (client_fd && server_fd) {
+    // No thread free after all (another gateway thread took it): go on here, and do not ask
+    // again for this relay.
+    copied.end = BulkCopyResult::End::kQuiet;
+    copied.up_ended = shared.up_ended;
+    copied.down_ended = shared.down_ended;
+    shared.may_hand_over = false;
+  }
+  // Take the sockets back; one that cannot be is reset here and the relay fails.
+  bool back = true;
+  for (auto [socket, fd, end] :
+       {std::tuple{&client, &client_fd, client_end}, std::tuple{&server, &server_fd, server_end}}) {
+    if (fd->valid()) socket->assign(end.protocol(), fd->get(), ec);
+    if (fd->valid() && !ec) {
+      fd->release();
+      continue;
+    }
+    back = false;
+    if (fd->valid()) {
+      linger hard{1, 0};
+      ::setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    }
+  }
+  result.bytes_up += copied.up;
+  result.bytes_down += copied.down;
+  shared.up_ended = copied.up_ended;
+  shared.down_ended = copied.down_ended;
+  using End = BulkCopyResult::End;
+  if (back && copied.end == End::kQuiet) co_return !(shared.up_ended && shared.down_ended);
+  if (back && copied.end == End::kDone) co_return false;
+  if (copied.end == End::kIdle) result.idle_timeout = true;
+  shared.failed = true;
+  co_return false;
+}
+
 asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server, BufferPool& pool,
                                        std::chrono::milliseconds idle_timeout,
                                        std::vector<std::byte> initial, UpstreamFilter filter) {
   RelayResult result;
   IdleWatch watch(co_await asio::this_coro::executor, idle_timeout, client, server);
   Shared shared{watch};
+  shared.may_hand_over = !filter;
   asio::error_code ec;
   // splice() needs O_NONBLOCK on the sockets (SPLICE_F_NONBLOCK covers only the pipe). asio
   // has set it already for the reads and the connect that came before; this costs no syscall
@@ -347,42 +450,53 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
   if (!client.native_non_blocking()) client.native_non_blocking(true, ec);
   if (!server.native_non_blocking()) server.native_non_blocking(true, ec);
   // The way down runs as a coroutine of its own and this one carries the way up, then waits
-  // for it: cheaper than `up && down`, a parallel group of two spawned coroutines.
+  // for it: cheaper than `up && down`, a parallel group of two spawned coroutines. Each turn of
+  // the loop after the first follows a bulk copy thread that gave the relay back (a way that
+  // ended there is not started again).
   auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer down_done(executor, asio::steady_timer::time_point::max());
-  bool down_running = true;
-  asio::co_spawn(executor, pump(server, client, pool, result.bytes_down, shared, /*down=*/true),
-                 [&](const std::exception_ptr& thrown) {
-                   // Thrown (out of memory for a buffer, say): the way down is cut short, which
-                   // must not end as the clean EOF a complete download would.
-                   if (thrown) {
-                     shared.failed = true;
-                     reset(client);
-                     reset(server);
-                   }
-                   down_running = false;
-                   down_done.cancel();
-                 });
-  if (filter) {
-    co_await filtered_pump(client, server, pool, result.bytes_up, shared, std::move(initial),
-                           filter);
-  } else {
-    // Bytes read before the relay go first (relay() has none: no send_all frame then), and are
-    // not held for the connection's life.
-    bool sent = true;
-    if (!initial.empty()) sent = co_await send_all(server, initial);
-    if (sent) result.bytes_up += initial.size();
-    std::vector<std::byte>().swap(initial);
-    if (sent) {
-      co_await pump(client, server, pool, result.bytes_up, shared, /*down=*/false);
-    } else {
-      shared.failed = true;  // as pump does on a failed write: reset both, which ends the way down
-      reset(client);
-      reset(server);
+  for (;;) {
+    asio::steady_timer down_done(executor, asio::steady_timer::time_point::max());
+    bool down_running = !shared.down_ended;
+    if (down_running) {
+      asio::co_spawn(executor, pump(server, client, pool, result.bytes_down, shared, /*down=*/true),
+                     [&](const std::exception_ptr& thrown) {
+                       // Thrown (out of memory for a buffer, say): the way down is cut short,
+                       // which must not end as the clean EOF a complete download would.
+                       if (thrown) {
+                         shared.failed = true;
+                         reset(client);
+                         reset(server);
+                       }
+                       down_running = false;
+                       down_done.cancel();
+                     });
     }
+    if (filter) {
+      co_await filtered_pump(client, server, pool, result.bytes_up, shared, std::move(initial),
+                             filter);
+    } else if (!shared.up_ended) {
+      // Bytes read before the relay go first (relay() has none: no send_all frame then), and
+      // are not held for the connection's life.
+      bool sent = true;
+      if (!initial.empty()) {
+        sent = co_await send_all(server, initial);
+        if (sent) result.bytes_up += initial.size();
+        std::vector<std::byte>().swap(initial);
+      }
+      if (sent) {
+        co_await pump(client, server, pool, result.bytes_up, shared, /*down=*/false);
+      } else {
+        shared.failed = true;  // as pump does on a failed write: reset both, ending the way down
+        reset(client);
+        reset(server);
+      }
+    }
+    if (down_running) co_await down_done.async_wait(redirect_error(use_awaitable, ec));
+    if (!shared.handover || shared.failed || watch.fired()) break;
+    bool given_back = co_await hand_over(client, server, pool, result, shared, idle_timeout);
+    if (!given_back) break;
   }
-  if (down_running) co_await down_done.async_wait(redirect_error(use_awaitable, ec));
-  result.idle_timeout = watch.fired();
+  result.idle_timeout = result.idle_timeout || watch.fired();
   result.reset = shared.failed || result.idle_timeout;
   result.cut = shared.cut;
   if (result.reset) {

@@ -25,6 +25,11 @@
 // each wake-up and read moves more. Bytes below the mark would wait for more that may never come
 // (a server that answers and then waits), so a 2 ms tick lowers the mark again whenever nothing
 // moved since the tick before: such bytes wait at most about two ticks.
+//
+// An unfiltered relay whose way down copies bulk then hands both its sockets to a bulk copy
+// thread (bulk_copy.h), which blocks in poll(2) and copies both ways, and takes them back once
+// the copy is quiet for 100 ms. The hand-over happens only while the way up is waiting for the
+// client with nothing in flight, and only when one of the process's two bulk threads is free.
 #pragma once
 
 #include <array>
@@ -70,6 +75,7 @@ class BufferPool {
     uint64_t directions = 0;    // ids handed out
     uint64_t bulk_copies = 0;   // moves made through a bulk buffer (tests read it)
     uint64_t lowat_raises = 0;  // times a bulk copy raised its socket's low-water mark (tests)
+    uint64_t handovers = 0;     // relays handed to a bulk copy thread (tests)
   };
 
  public:
@@ -77,7 +83,8 @@ class BufferPool {
   static constexpr size_t kBulkBufferSize = 256 * 1024;
 
   explicit BufferPool(size_t buffer_size = 64 * 1024, size_t keep = 64)
-      : state_(std::make_shared<State>(State{buffer_size, keep, {}, {}, {}, true, {}, 0, 0, 0})) {}
+      : state_(
+            std::make_shared<State>(State{buffer_size, keep, {}, {}, {}, true, {}, 0, 0, 0, 0})) {}
 
   // A borrowed buffer. It keeps the pool's free list alive, so a lease that outlives the pool
   // (a coroutine frame destroyed with the io_context after the gateway) is still safe.
@@ -127,6 +134,8 @@ class BufferPool {
   uint64_t bulk_copies() const { return state_->bulk_copies; }
   void count_lowat_raise() { ++state_->lowat_raises; }
   uint64_t lowat_raises() const { return state_->lowat_raises; }
+  void count_handover() { ++state_->handovers; }
+  uint64_t handovers() const { return state_->handovers; }
 
  private:
   static constexpr size_t kKeepBulk = 2;

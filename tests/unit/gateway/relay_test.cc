@@ -2,7 +2,9 @@
 // read_now's four outcomes (bytes, nothing yet, the peer's FIN, the peer's reset) and that it
 // leaves the socket's blocking mode as it found it; relay_filtered with an empty filter; when a
 // direction counts as its thread's only bulk one (BulkWatch), that a download copied
-// through the bulk buffer arrives whole, and that its low-water mark holds no bytes back.
+// through the bulk buffer arrives whole, and that its low-water mark holds no bytes back; the
+// hand-over to a bulk copy thread and back, never for a filtered relay, and its end when the
+// relay is destroyed.
 
 // The header under test first (see gateway_test.cc: asio's configuration must match the
 // gateway library's).
@@ -24,6 +26,7 @@
 #include <gtest/gtest.h>
 
 #include "common/bytes.h"
+#include "gateway/bulk_copy.h"
 #include "support/loopback_sockets.h"
 
 namespace netfence::gateway {
@@ -229,6 +232,7 @@ struct RelayRig {
   tcp::socket from_client{io};
   tcp::socket to_server{io};
   BufferPool pool;
+  UpstreamFilter filter;  // set before start(): relay_filtered() instead of relay()
   RelayResult result;
   bool done = false;
   std::thread loop;
@@ -243,7 +247,11 @@ struct RelayRig {
     asio::co_spawn(
         io,
         [this]() -> asio::awaitable<void> {
-          result = co_await relay(from_client, to_server, pool, 5s);
+          if (filter) {
+            result = co_await relay_filtered(from_client, to_server, pool, 5s, {}, filter);
+          } else {
+            result = co_await relay(from_client, to_server, pool, 5s);
+          }
           done = true;
         },
         asio::detached);
@@ -268,10 +276,32 @@ struct RelayRig {
     EXPECT_EQ(got.data.size(), bytes.size());
     EXPECT_EQ(::shutdown(to.peer.get(), SHUT_WR), 0);
     EXPECT_TRUE(test::read_to_end(from.peer.get()).eof);
+    wait_for_a_clean_end();
+    return got.data == bytes;
+  }
+
+  // Ends the connection from the server's side, then the client's, each end arriving.
+  void end_both_ways() {
+    EXPECT_EQ(::shutdown(server.peer.get(), SHUT_WR), 0);
+    EXPECT_TRUE(test::read_to_end(client.peer.get()).eof);
+    EXPECT_EQ(::shutdown(client.peer.get(), SHUT_WR), 0);
+    EXPECT_TRUE(test::read_to_end(server.peer.get()).eof);
+    wait_for_a_clean_end();
+  }
+
+  void wait_for_a_clean_end() {
     loop.join();
     EXPECT_TRUE(done);
     EXPECT_FALSE(result.reset);
-    return got.data == bytes;
+  }
+
+  // The server sends `bytes` (no FIN) and the client reads them all.
+  void download(const std::string& bytes) {
+    std::thread writer([&] { EXPECT_TRUE(test::write_all(server.peer.get(), bytes)); });
+    test::ReadResult got = test::read_exactly(client.peer.get(), bytes.size());
+    writer.join();
+    EXPECT_EQ(got.error, 0) << "the end of the download did not arrive";
+    EXPECT_TRUE(got.data == bytes) << "the bytes differ";
   }
 };
 
@@ -285,6 +315,7 @@ TEST(Relay, ALoneBulkDownloadIsCopiedThroughTheBulkBufferAndArrivesWhole) {
   EXPECT_EQ(rig.result.bytes_down, down.size());
   EXPECT_EQ(rig.result.bytes_up, 0u);
   EXPECT_GT(rig.pool.bulk_copies(), 0u) << "the download was never copied through the bulk buffer";
+  EXPECT_GT(rig.pool.handovers(), 0u) << "the download was never handed to a bulk copy thread";
 }
 
 // A way down that copies bulk raises its socket's receive low-water mark, and what the server
@@ -295,11 +326,7 @@ TEST(Relay, BytesBelowTheBulkLowWaterMarkArriveWhileTheServerWaits) {
   RelayRig rig;
   ASSERT_NO_FATAL_FAILURE(rig.start());
   const std::string bulk = test::pattern(8 << 20, 3);
-  std::thread writer([&] { EXPECT_TRUE(test::write_all(rig.server.peer.get(), bulk)); });
-  test::ReadResult got = test::read_exactly(rig.client.peer.get(), bulk.size());
-  writer.join();
-  EXPECT_EQ(got.error, 0) << "the end of the download did not arrive";
-  EXPECT_TRUE(got.data == bulk) << "the bytes differ";
+  rig.download(bulk);
   EXPECT_GT(rig.pool.lowat_raises(), 0u) << "the bulk copy never raised the low-water mark";
 
   // An answer far below the mark, then the server waits for the client's reply.
@@ -310,15 +337,73 @@ TEST(Relay, BytesBelowTheBulkLowWaterMarkArriveWhileTheServerWaits) {
   ASSERT_TRUE(test::write_all(rig.client.peer.get(), std::string_view("y")));
   EXPECT_EQ(test::read_exactly(rig.server.peer.get(), 1).data, "y");
 
-  EXPECT_EQ(::shutdown(rig.server.peer.get(), SHUT_WR), 0);
-  EXPECT_TRUE(test::read_to_end(rig.client.peer.get()).eof);
-  EXPECT_EQ(::shutdown(rig.client.peer.get(), SHUT_WR), 0);
-  EXPECT_TRUE(test::read_to_end(rig.server.peer.get()).eof);
-  rig.loop.join();
-  EXPECT_TRUE(rig.done);
-  EXPECT_FALSE(rig.result.reset);
+  rig.end_both_ways();
   EXPECT_EQ(rig.result.bytes_down, bulk.size() + answer.size());
   EXPECT_EQ(rig.result.bytes_up, 1u);
+}
+
+// The bulk copy thread gives a quiet relay back to the event loop, which carries it on (an
+// upload and its answer) and hands it over again when the next download is bulk; every byte
+// is counted once.
+TEST(Relay, ABulkCopyThreadGivesAQuietRelayBackAndTakesItAgain) {
+  RelayRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  const std::string first = test::pattern(8 << 20, 9);
+  rig.download(first);
+  uint64_t handed = rig.pool.handovers();
+  EXPECT_GE(handed, 1u);
+  // Quiet for kQuiet: given back (within 2 s, however loaded the machine).
+  for (int i = 0; i < 200 && BulkThread::running() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(BulkThread::running(), 0) << "the quiet relay still holds a bulk copy thread";
+  const std::string request = "GET /next HTTP/1.1\r\n\r\n";
+  ASSERT_TRUE(test::write_all(rig.client.peer.get(), request));
+  EXPECT_EQ(test::read_exactly(rig.server.peer.get(), request.size()).data, request);
+  const std::string second = test::pattern(8 << 20, 10);
+  rig.download(second);
+  EXPECT_GT(rig.pool.handovers(), handed) << "the second download was not handed over";
+  rig.end_both_ways();
+  EXPECT_EQ(rig.result.bytes_down, first.size() + second.size());
+  EXPECT_EQ(rig.result.bytes_up, request.size());
+}
+
+// A filtered relay's client bytes must pass its filter, which the bulk copy thread would not
+// run: its downloads stay in the event loop, and the filter still sees the bytes that follow.
+TEST(Relay, AFilteredRelayIsNeverHandedToABulkCopyThread) {
+  RelayRig rig;
+  size_t filtered = 0;
+  rig.filter = [&](std::span<const std::byte> pending) -> std::optional<size_t> {
+    filtered += pending.size();
+    return pending.size();
+  };
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  rig.download(test::pattern(8 << 20, 11));
+  const std::string request = "after the download";
+  ASSERT_TRUE(test::write_all(rig.client.peer.get(), request));
+  EXPECT_EQ(test::read_exactly(rig.server.peer.get(), request.size()).data, request);
+  rig.end_both_ways();
+  EXPECT_EQ(rig.pool.handovers(), 0u);
+  EXPECT_EQ(filtered, request.size());
+}
+
+// A relay destroyed with its io_context while its bulk copy thread copies (the client stopped
+// reading, so the copy holds bytes and never goes quiet): the thread is stopped and joined.
+TEST(Relay, DestroyingARelayStopsItsBulkCopyThread) {
+  {
+    RelayRig rig;
+    ASSERT_NO_FATAL_FAILURE(rig.start());
+    std::thread writer(
+        [&] { test::write_all(rig.server.peer.get(), test::pattern(64 << 20, 12)); });
+    test::ReadResult got = test::read_exactly(rig.client.peer.get(), 4 << 20);
+    EXPECT_EQ(got.data.size(), 4u << 20);
+    EXPECT_EQ(rig.pool.handovers(), 1u);
+    EXPECT_FALSE(rig.done);
+    rig.io.stop();
+    rig.loop.join();
+    // Frames go with the io_context, after the peers' writer has been unblocked.
+    ::shutdown(rig.server.peer.get(), SHUT_RDWR);
+    writer.join();
+  }
+  EXPECT_EQ(BulkThread::running(), 0) << "the destroyed relay's thread still counts";
 }
 
 // The way up keeps splicing however much it carries (only a way down copies).

@@ -1,0 +1,208 @@
+#include "gateway/bulk_copy.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <system_error>
+
+#include "gateway/relay.h"
+
+namespace netfence::gateway {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::atomic<int> running_threads{0};
+
+// One direction: bytes read from `from` and not yet all written to `to` sit in [start, end).
+struct Way {
+  int from;
+  int to;
+  std::unique_ptr<std::byte[]> buffer;
+  size_t size;
+  bool ended;
+  uint64_t& count;
+  size_t start = 0;
+  size_t end = 0;
+  bool held() const { return end > start; }
+};
+
+enum class Step { kOk, kEnded, kFailed };
+
+// Writes what `way` holds, as far as `to` takes it now.
+Step write_held(Way& way) {
+  while (way.held()) {
+    ssize_t n = ::send(way.to, way.buffer.get() + way.start, way.end - way.start,
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? Step::kOk : Step::kFailed;
+    }
+    way.start += static_cast<size_t>(n);
+    way.count += static_cast<uint64_t>(n);
+  }
+  way.start = way.end = 0;
+  return Step::kOk;
+}
+
+// Reads what `from` has into the (empty) buffer, then writes it. kEnded: the peer's FIN, passed
+// on as shutdown(SHUT_WR) to `to`.
+Step read_and_write(Way& way, ssize_t& got) {
+  got = ::recv(way.from, way.buffer.get(), way.size, MSG_DONTWAIT);
+  if (got == 0) {
+    way.ended = true;
+    ::shutdown(way.to, SHUT_WR);
+    return Step::kEnded;
+  }
+  if (got < 0) {
+    bool again = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    got = 0;
+    return again ? Step::kOk : Step::kFailed;
+  }
+  way.end = static_cast<size_t>(got);
+  return write_held(way);
+}
+
+void set_low_water(int fd, int bytes) {
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes);
+}
+
+}  // namespace
+
+BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
+  BulkCopyResult result;
+  using End = BulkCopyResult::End;
+  Way down{start.server,
+           start.client,
+           std::make_unique<std::byte[]>(BufferPool::kBulkBufferSize),
+           BufferPool::kBulkBufferSize,
+           start.down_ended,
+           result.down};
+  Way up{
+      start.client,          start.server,   std::make_unique<std::byte[]>(BulkThread::kUpBuffer),
+      BulkThread::kUpBuffer, start.up_ended, result.up};
+  bool raised = false;  // the server socket's low-water mark
+  Clock::time_point last_move = Clock::now();
+  result.end = End::kDone;
+  while (!(down.ended && up.ended)) {
+    // A socket neither way waits on is left out (fd -1): its error or hang-up would otherwise
+    // wake every poll while the way that owns it waits on the other socket.
+    pollfd fds[3] = {{start.server, 0, 0}, {start.client, 0, 0}, {stop_fd, POLLIN, 0}};
+    auto want = [&](int fd, short events) { fds[fd == start.server ? 0 : 1].events |= events; };
+    for (Way* way : {&down, &up}) {
+      if (way->ended) continue;
+      want(way->held() ? way->to : way->from, way->held() ? POLLOUT : POLLIN);
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].events == 0) fds[i].fd = -1;
+    }
+    Clock::time_point now = Clock::now();
+    auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_move);
+    if (start.idle.count() > 0 && since >= start.idle) {
+      result.end = End::kIdle;
+      break;
+    }
+    bool holding = down.held() || up.held();
+    if (!holding && since >= BulkThread::kQuiet) {
+      result.end = End::kQuiet;
+      break;
+    }
+    std::chrono::milliseconds wait =
+        holding ? std::chrono::milliseconds::max() : BulkThread::kQuiet - since;
+    if (start.idle.count() > 0) wait = std::min(wait, start.idle - since);
+    if (raised) wait = std::min(wait, LowWater::kTick);
+    int ready = ::poll(fds, 3,
+                       wait == std::chrono::milliseconds::max()
+                           ? -1
+                           : static_cast<int>(std::max<int64_t>(wait.count(), 1)));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      result.end = End::kFailed;
+      break;
+    }
+    if (fds[2].revents != 0) {
+      result.end = End::kStopped;
+      break;
+    }
+    if (ready == 0) {
+      // A tick with nothing to read: what is below the mark goes now (lowering it wakes poll).
+      if (raised) set_low_water(start.server, 1);
+      raised = false;
+      continue;
+    }
+    Step step = Step::kOk;
+    for (Way* way : {&down, &up}) {
+      if (way->ended) continue;
+      short wanted = way->held() ? POLLOUT : POLLIN;
+      short got = fds[(way->held() ? way->to : way->from) == start.server ? 0 : 1].revents;
+      if ((got & (wanted | POLLERR | POLLHUP)) == 0) continue;
+      uint64_t before = way->count;
+      ssize_t read = 0;
+      step = way->held() ? write_held(*way) : read_and_write(*way, read);
+      if (step == Step::kFailed) break;
+      if (way->count != before || step == Step::kEnded) last_move = Clock::now();
+      if (way == &down && !raised && static_cast<size_t>(read) >= LowWater::kRaiseAfter) {
+        set_low_water(start.server, LowWater::kBytes);
+        raised = true;
+      }
+    }
+    if (step == Step::kFailed) {
+      result.end = End::kFailed;
+      break;
+    }
+  }
+  if (raised) set_low_water(start.server, 1);
+  result.up_ended = up.ended;
+  result.down_ended = down.ended;
+  return result;
+}
+
+int BulkThread::running() { return running_threads.load(); }
+
+std::unique_ptr<BulkThread> BulkThread::start(const BulkCopyStart& start, int done_fd) {
+  int now = running_threads.load();
+  do {
+    if (now >= kMaxThreads) return nullptr;
+  } while (!running_threads.compare_exchange_weak(now, now + 1));
+  UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop) {
+    --running_threads;
+    return nullptr;
+  }
+  std::unique_ptr<BulkThread> bulk(new BulkThread(std::move(stop)));
+  try {
+    bulk->thread_ = std::thread([raw = bulk.get(), start, done_fd] {
+      raw->result_ = bulk_copy(start, raw->stop_.get());
+      uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = ::write(done_fd, &one, sizeof one);
+    });
+  } catch (const std::system_error&) {
+    --running_threads;
+    return nullptr;
+  }
+  return bulk;
+}
+
+void BulkThread::stop_and_join() {
+  if (!thread_.joinable()) return;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(stop_.get(), &one, sizeof one);
+  thread_.join();
+  --running_threads;
+}
+
+BulkThread::~BulkThread() {
+  stop_and_join();
+}
+
+BulkCopyResult BulkThread::finish() {
+  stop_and_join();
+  return result_;
+}
+
+}  // namespace netfence::gateway

@@ -1,0 +1,217 @@
+// Unit tests of the bulk copy thread's loop (src/gateway/bulk_copy.h) on loopback TCP pairs:
+// both ways with half-close and exact counts; quiet (the relay is given back, the low-water mark
+// lowered); bytes below the mark still copied; a reset, a stop and the idle timeout end it; at
+// most BulkThread::kMaxThreads threads at once.
+#include "gateway/bulk_copy.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "support/loopback_sockets.h"
+
+namespace netfence::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using End = BulkCopyResult::End;
+
+// A connected loopback pair: `peer` is the test's blocking end (2 s timeouts), `gateway` the
+// non-blocking end bulk_copy() is given.
+struct FdPair {
+  UniqueFd peer;
+  UniqueFd gateway;
+};
+
+void connect_fds(FdPair& p) {
+  Result<UniqueFd> listener = test::listen_tcp("127.0.0.1", 0);
+  ASSERT_TRUE(listener.ok()) << listener.error().message;
+  Result<UniqueFd> client = test::client_socket("127.0.0.1", 2s);
+  ASSERT_TRUE(client.ok()) << client.error().message;
+  ASSERT_TRUE(
+      test::connect_tcp(client->get(), "127.0.0.1", test::local_port(listener->get())).ok());
+  p.gateway = test::accept_within(listener->get(), 2s);
+  ASSERT_TRUE(p.gateway.valid());
+  ASSERT_EQ(::fcntl(p.gateway.get(), F_SETFL, ::fcntl(p.gateway.get(), F_GETFL) | O_NONBLOCK), 0);
+  p.peer = std::move(*client);
+}
+
+int low_water(int fd) {
+  int bytes = -1;
+  socklen_t size = sizeof bytes;
+  ::getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, &size);
+  return bytes;
+}
+
+// bulk_copy() between a client pair and a server pair, on a thread of its own.
+struct CopyRig {
+  FdPair client;  // peer: the sandboxed client
+  FdPair server;  // peer: the server
+  UniqueFd stop{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+  std::future<BulkCopyResult> copy;
+
+  void start(std::chrono::milliseconds idle = 0ms) {
+    ASSERT_NO_FATAL_FAILURE(connect_fds(client));
+    ASSERT_NO_FATAL_FAILURE(connect_fds(server));
+    ASSERT_TRUE(stop.valid());
+    BulkCopyStart from{client.gateway.get(), server.gateway.get(), false, false, idle};
+    copy = std::async(std::launch::async, [from, fd = stop.get()] { return bulk_copy(from, fd); });
+  }
+  void ask_to_stop() {
+    uint64_t one = 1;
+    ASSERT_EQ(::write(stop.get(), &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  }
+  // Waits for the copy to end (a copy that never ends fails the test instead of hanging it).
+  BulkCopyResult wait() {
+    if (copy.wait_for(5s) != std::future_status::ready) {
+      ADD_FAILURE() << "the copy did not end within 5 s";
+      ask_to_stop();
+    }
+    return copy.get();
+  }
+  ~CopyRig() {
+    if (copy.valid()) {
+      ask_to_stop();
+      copy.wait();
+    }
+  }
+};
+
+TEST(BulkCopy, CopiesBothWaysPassingEachEndOnWithExactCounts) {
+  CopyRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  const std::string up = test::pattern(1 << 20, 4);
+  const std::string down = test::pattern(8 << 20, 5);
+  std::thread client_writer([&] {
+    EXPECT_TRUE(test::write_all(rig.client.peer.get(), up));
+    ::shutdown(rig.client.peer.get(), SHUT_WR);
+  });
+  std::thread server_writer([&] {
+    EXPECT_TRUE(test::write_all(rig.server.peer.get(), down));
+    ::shutdown(rig.server.peer.get(), SHUT_WR);
+  });
+  test::ReadResult got_up;
+  std::thread server_reader([&] { got_up = test::read_to_end(rig.server.peer.get(), 2 << 20); });
+  test::ReadResult got_down = test::read_to_end(rig.client.peer.get(), 16 << 20);
+  server_reader.join();
+  client_writer.join();
+  server_writer.join();
+  BulkCopyResult result = rig.wait();
+  EXPECT_EQ(result.end, End::kDone);
+  EXPECT_TRUE(got_up.eof && got_down.eof) << "an end was not passed on";
+  EXPECT_TRUE(got_up.data == up) << "the bytes up differ";
+  EXPECT_TRUE(got_down.data == down) << "the bytes down differ";
+  EXPECT_EQ(result.up, up.size());
+  EXPECT_EQ(result.down, down.size());
+  EXPECT_TRUE(result.up_ended && result.down_ended);
+}
+
+// After a bulk move the mark is raised; a short answer below it still goes (a tick lowers the
+// mark), then nothing moves and the copy gives the relay back, the mark lowered, nothing held.
+TEST(BulkCopy, BytesBelowTheMarkGoThenTheCopyGoesQuiet) {
+  CopyRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  const std::string bulk = test::pattern(1 << 20, 6);
+  std::thread writer([&] { EXPECT_TRUE(test::write_all(rig.server.peer.get(), bulk)); });
+  test::ReadResult got = test::read_exactly(rig.client.peer.get(), bulk.size());
+  writer.join();
+  EXPECT_TRUE(got.data == bulk) << "the bytes differ (read error " << got.error << ")";
+  const std::string answer = "ok, your turn";
+  ASSERT_TRUE(test::write_all(rig.server.peer.get(), answer));
+  EXPECT_EQ(test::read_exactly(rig.client.peer.get(), answer.size()).data, answer);
+  BulkCopyResult result = rig.wait();
+  EXPECT_EQ(result.end, End::kQuiet);
+  EXPECT_EQ(result.down, bulk.size() + answer.size());
+  EXPECT_EQ(result.up, 0u);
+  EXPECT_FALSE(result.up_ended || result.down_ended);
+  EXPECT_EQ(low_water(rig.server.gateway.get()), 1) << "the mark was left raised";
+}
+
+// A way that already ended stays ended: the copy only carries the other, and ends when it does.
+TEST(BulkCopy, AWayThatEndedBeforeIsNotReadAgain) {
+  FdPair client, server;
+  ASSERT_NO_FATAL_FAILURE(connect_fds(client));
+  ASSERT_NO_FATAL_FAILURE(connect_fds(server));
+  UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  ASSERT_TRUE(test::write_all(server.peer.get(), std::string_view("last words")));
+  ASSERT_EQ(::shutdown(server.peer.get(), SHUT_WR), 0);
+  BulkCopyStart from{client.gateway.get(), server.gateway.get(), /*up_ended=*/true, false, 0ms};
+  BulkCopyResult result = bulk_copy(from, stop.get());
+  EXPECT_EQ(result.end, End::kDone);
+  EXPECT_EQ(result.down, 10u);
+  test::ReadResult got = test::read_to_end(client.peer.get());
+  EXPECT_EQ(got.data, "last words");
+  EXPECT_TRUE(got.eof);
+}
+
+TEST(BulkCopy, AResetOnEitherSideFailsIt) {
+  CopyRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  ASSERT_TRUE(test::write_all(rig.server.peer.get(), std::string_view("some bytes")));
+  EXPECT_EQ(test::read_exactly(rig.client.peer.get(), 10).data, "some bytes");
+  linger hard{1, 0};
+  ASSERT_EQ(::setsockopt(rig.server.peer.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard), 0);
+  rig.server.peer.reset();  // RST
+  EXPECT_EQ(rig.wait().end, End::kFailed);
+}
+
+// A client that stops reading: the copy holds a buffer it cannot write, so it never goes quiet;
+// a stop ends it, and so does the idle timeout.
+TEST(BulkCopy, AStopEndsACopyThatHoldsBytes) {
+  CopyRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  std::thread writer([&] { test::write_all(rig.server.peer.get(), test::pattern(32 << 20, 7)); });
+  std::this_thread::sleep_for(300ms);  // past kQuiet: it would have gone quiet if nothing held
+  ASSERT_EQ(rig.copy.wait_for(0ms), std::future_status::timeout) << "it ended while holding";
+  rig.ask_to_stop();
+  EXPECT_EQ(rig.wait().end, End::kStopped);
+  ::shutdown(rig.server.peer.get(), SHUT_RDWR);  // ends the writer's blocked write
+  writer.join();
+}
+
+TEST(BulkCopy, TheIdleTimeoutEndsACopyThatHoldsBytes) {
+  CopyRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start(/*idle=*/200ms));
+  std::thread writer([&] { test::write_all(rig.server.peer.get(), test::pattern(32 << 20, 8)); });
+  EXPECT_EQ(rig.wait().end, End::kIdle);
+  ::shutdown(rig.server.peer.get(), SHUT_RDWR);
+  writer.join();
+}
+
+// A thread counts from start() until finish() or its destruction has joined it, once.
+TEST(BulkThread, AtMostTheLimitRunAtOnce) {
+  std::vector<std::unique_ptr<FdPair[]>> pairs;
+  std::vector<UniqueFd> done;
+  std::vector<std::unique_ptr<BulkThread>> threads;
+  for (int i = 0; i <= BulkThread::kMaxThreads; ++i) {
+    pairs.push_back(std::make_unique<FdPair[]>(2));
+    ASSERT_NO_FATAL_FAILURE(connect_fds(pairs.back()[0]));
+    ASSERT_NO_FATAL_FAILURE(connect_fds(pairs.back()[1]));
+    done.emplace_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    EXPECT_EQ(BulkThread::available(), i < BulkThread::kMaxThreads);
+    threads.push_back(BulkThread::start(
+        {pairs.back()[0].gateway.get(), pairs.back()[1].gateway.get(), false, false, 0ms},
+        done.back().get()));
+    EXPECT_EQ(threads.back() != nullptr, i < BulkThread::kMaxThreads) << "thread " << i;
+  }
+  threads.front()->finish();
+  EXPECT_TRUE(BulkThread::available()) << "a joined thread still counts";
+  threads.front().reset();  // joined already: not counted off twice
+  threads.back() = BulkThread::start(
+      {pairs.back()[0].gateway.get(), pairs.back()[1].gateway.get(), false, false, 0ms},
+      done.back().get());
+  EXPECT_NE(threads.back(), nullptr);
+  EXPECT_FALSE(BulkThread::available());
+  threads.clear();
+  EXPECT_EQ(BulkThread::running(), 0);
+}
+
+}  // namespace
+}  // namespace netfence::gateway
