@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <tuple>
 
 #include <asio/co_spawn.hpp>
@@ -314,7 +315,7 @@ asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, BufferPo
                                     const UpstreamFilter& filter) {
   asio::error_code ec;
   BulkWatch bulk(pool);  // it never copies through the bulk buffer, but its bulk moves count
-  std::array<std::byte, 16 * 1024> chunk;
+  constexpr size_t kChunk = 16 * 1024;  // read at a time
   while (true) {
     // Release what the filter allows.
     while (!pending.empty()) {
@@ -335,20 +336,24 @@ asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, BufferPo
       bulk.moved(pool, *n, BulkWatch::Clock::now());
       pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(*n));
     }
+    // An idle connection holds nothing while it waits (as pump does), not the last request.
+    if (pending.empty()) std::vector<std::byte>().swap(pending);
     if (ec || shared.watch.fired()) break;
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
     if (ec) break;
-    size_t n = read_now(from, chunk.data(), chunk.size(), ec);
+    BufferPool::Lease chunk = pool.take();  // borrowed for this read only
+    size_t n = read_now(from, chunk.data(), std::min(chunk.size(), kChunk), ec);
     if (ec == asio::error::would_block) {
       ec.clear();  // a spurious wake-up: wait again (the loop's top breaks on an error)
       continue;
     }
     if (ec == asio::error::eof) {
       to.shutdown(tcp::socket::shutdown_send, ec);
+      shared.up_ended = true;
       co_return;
     }
     if (ec) break;
-    pending.insert(pending.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+    pending.insert(pending.end(), chunk.data(), chunk.data() + n);
   }
   shared.failed = true;
   reset(from);
