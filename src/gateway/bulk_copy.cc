@@ -8,9 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <system_error>
-
-#include "gateway/relay.h"
+#include <exception>
 
 namespace netfence::gateway {
 namespace {
@@ -23,8 +21,7 @@ std::atomic<int> running_threads{0};
 struct Way {
   int from;
   int to;
-  std::unique_ptr<std::byte[]> buffer;
-  size_t size;
+  std::span<std::byte> buffer;
   bool ended;
   uint64_t& count;
   size_t start = 0;
@@ -37,7 +34,7 @@ enum class Step { kOk, kEnded, kFailed };
 // Writes what `way` holds, as far as `to` takes it now.
 Step write_held(Way& way) {
   while (way.held()) {
-    ssize_t n = ::send(way.to, way.buffer.get() + way.start, way.end - way.start,
+    ssize_t n = ::send(way.to, way.buffer.data() + way.start, way.end - way.start,
                        MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -53,7 +50,7 @@ Step write_held(Way& way) {
 // Reads what `from` has into the (empty) buffer, then writes it. kEnded: the peer's FIN, passed
 // on as shutdown(SHUT_WR) to `to`.
 Step read_and_write(Way& way, ssize_t& got) {
-  got = ::recv(way.from, way.buffer.get(), way.size, MSG_DONTWAIT);
+  got = ::recv(way.from, way.buffer.data(), way.buffer.size(), MSG_DONTWAIT);
   if (got == 0) {
     way.ended = true;
     ::shutdown(way.to, SHUT_WR);
@@ -68,28 +65,29 @@ Step read_and_write(Way& way, ssize_t& got) {
   return write_held(way);
 }
 
-void set_low_water(int fd, int bytes) {
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes);
-}
-
 }  // namespace
+
+bool set_low_water(int fd, int bytes) {
+  return ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) == 0;
+}
 
 BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
   BulkCopyResult result;
   using End = BulkCopyResult::End;
-  Way down{start.server,
-           start.client,
-           std::make_unique<std::byte[]>(BufferPool::kBulkBufferSize),
-           BufferPool::kBulkBufferSize,
-           start.down_ended,
-           result.down};
-  Way up{
-      start.client,          start.server,   std::make_unique<std::byte[]>(BulkThread::kUpBuffer),
-      BulkThread::kUpBuffer, start.up_ended, result.up};
+  Way down{start.server, start.client, start.down_buffer, start.down_ended, result.down};
+  Way up{start.client, start.server, start.up_buffer, start.up_ended, result.up};
   bool raised = false;  // the server socket's low-water mark
   Clock::time_point last_move = Clock::now();
+  Clock::time_point last_down_read = last_move;  // while raised: when the way down last read
   result.end = End::kDone;
   while (!(down.ended && up.ended)) {
+    Clock::time_point now = Clock::now();
+    if (raised && now - last_down_read >= LowWater::kTick) {
+      // A tick in which the way down read nothing, however busy the way up: what is below the
+      // mark goes now.
+      set_low_water(start.server, 1);
+      raised = false;
+    }
     // A socket neither way waits on is left out (fd -1): its error or hang-up would otherwise
     // wake every poll while the way that owns it waits on the other socket.
     pollfd fds[3] = {{start.server, 0, 0}, {start.client, 0, 0}, {stop_fd, POLLIN, 0}};
@@ -101,21 +99,23 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
     for (int i = 0; i < 2; ++i) {
       if (fds[i].events == 0) fds[i].fd = -1;
     }
-    Clock::time_point now = Clock::now();
     auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_move);
     if (start.idle.count() > 0 && since >= start.idle) {
       result.end = End::kIdle;
       break;
     }
     bool holding = down.held() || up.held();
-    if (!holding && since >= BulkThread::kQuiet) {
+    if (!holding && since >= start.quiet) {
       result.end = End::kQuiet;
       break;
     }
-    std::chrono::milliseconds wait =
-        holding ? std::chrono::milliseconds::max() : BulkThread::kQuiet - since;
+    using std::chrono::milliseconds;
+    milliseconds wait = holding ? milliseconds::max() : start.quiet - since;
     if (start.idle.count() > 0) wait = std::min(wait, start.idle - since);
-    if (raised) wait = std::min(wait, LowWater::kTick);
+    if (raised) {
+      wait = std::min(
+          wait, std::chrono::duration_cast<milliseconds>(LowWater::kTick - (now - last_down_read)));
+    }
     int ready = ::poll(fds, 3,
                        wait == std::chrono::milliseconds::max()
                            ? -1
@@ -129,12 +129,7 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
       result.end = End::kStopped;
       break;
     }
-    if (ready == 0) {
-      // A tick with nothing to read: what is below the mark goes now (lowering it wakes poll).
-      if (raised) set_low_water(start.server, 1);
-      raised = false;
-      continue;
-    }
+    if (ready == 0) continue;
     Step step = Step::kOk;
     for (Way* way : {&down, &up}) {
       if (way->ended) continue;
@@ -146,9 +141,12 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
       step = way->held() ? write_held(*way) : read_and_write(*way, read);
       if (step == Step::kFailed) break;
       if (way->count != before || step == Step::kEnded) last_move = Clock::now();
-      if (way == &down && !raised && static_cast<size_t>(read) >= LowWater::kRaiseAfter) {
-        set_low_water(start.server, LowWater::kBytes);
+      if (way != &down || read == 0) continue;
+      last_down_read = Clock::now();
+      if (!raised && static_cast<size_t>(read) >= LowWater::kRaiseAfter &&
+          set_low_water(start.server, LowWater::kBytes)) {
         raised = true;
+        ++result.lowat_raises;
       }
     }
     if (step == Step::kFailed) {
@@ -162,7 +160,9 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
   return result;
 }
 
-int BulkThread::running() { return running_threads.load(); }
+int BulkThread::running() {
+  return running_threads.load();
+}
 
 std::unique_ptr<BulkThread> BulkThread::start(const BulkCopyStart& start, int done_fd) {
   int now = running_threads.load();
@@ -174,14 +174,15 @@ std::unique_ptr<BulkThread> BulkThread::start(const BulkCopyStart& start, int do
     --running_threads;
     return nullptr;
   }
-  std::unique_ptr<BulkThread> bulk(new BulkThread(std::move(stop)));
+  std::unique_ptr<BulkThread> bulk;
   try {
+    bulk.reset(new BulkThread(std::move(stop)));
     bulk->thread_ = std::thread([raw = bulk.get(), start, done_fd] {
       raw->result_ = bulk_copy(start, raw->stop_.get());
       uint64_t one = 1;
       [[maybe_unused]] ssize_t n = ::write(done_fd, &one, sizeof one);
     });
-  } catch (const std::system_error&) {
+  } catch (const std::exception&) {  // no memory, or no thread could be made
     --running_threads;
     return nullptr;
   }

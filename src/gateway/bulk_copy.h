@@ -9,33 +9,53 @@
 // release(), so the event loop no longer wakes for them), awaits this thread's end, then takes
 // them back.
 //
-// It gives the connection back as soon as it is quiet (nothing moved for kQuiet and nothing
+// It gives the connection back as soon as it is quiet (nothing moved for 100 ms and nothing
 // held), so an idle keep-alive connection does not keep a thread; at most kMaxThreads run at once
-// in the process, and a relay that finds none free goes on in the event loop as before.
+// in the process, and a relay that finds none free goes on in the event loop as before. A
+// connection whose client stops reading holds bytes and so keeps its thread until it moves
+// again, ends or reaches the idle timeout; meanwhile other relays copy in the event loop.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <thread>
 
 #include "common/fd.h"
 
 namespace netfence::gateway {
 
+// The receive low-water mark of a way down that copies bulk, in the event loop (relay.cc) and
+// on a bulk copy thread alike: raised to kBytes after a read of kRaiseAfter or more, lowered to
+// one byte after a kTick in which the way down read nothing.
+struct LowWater {
+  static constexpr int kBytes = 128 * 1024;
+  static constexpr size_t kRaiseAfter = 64 * 1024;
+  static constexpr std::chrono::milliseconds kTick{2};
+};
+// Sets `fd`'s SO_RCVLOWAT; false if the kernel refused. Setting it wakes a reader that the
+// bytes already there now satisfy.
+bool set_low_water(int fd, int bytes);
+
 // Where a bulk copy starts: two connected non-blocking TCP sockets, which directions have ended
-// already (their EOF passed on as shutdown(SHUT_WR)), and the relay's idle timeout (0: none).
+// already (their EOF passed on as shutdown(SHUT_WR)), the relay's idle timeout (0: none), how
+// long nothing may move before the copy gives the relay back, and a buffer for each way (the
+// caller's, alive until the copy ends: the copy allocates nothing).
 struct BulkCopyStart {
   int client = -1;
   int server = -1;
   bool up_ended = false;    // client -> server
   bool down_ended = false;  // server -> client
   std::chrono::milliseconds idle{0};
+  std::chrono::milliseconds quiet{100};
+  std::span<std::byte> down_buffer;
+  std::span<std::byte> up_buffer;
 };
 
 struct BulkCopyResult {
   enum class End {
-    kQuiet,    // nothing moved for kQuiet and nothing is held: the event loop takes it back
+    kQuiet,    // nothing moved for `quiet` and nothing is held: the event loop takes it back
     kDone,     // both directions ended with EOF
     kFailed,   // an error on either socket: the relay resets both
     kIdle,     // nothing moved for the idle timeout
@@ -46,28 +66,18 @@ struct BulkCopyResult {
   uint64_t down = 0;
   bool up_ended = false;
   bool down_ended = false;
+  uint32_t lowat_raises = 0;  // times the way down raised the server socket's mark
 };
 
 // The copy loop itself, on the calling thread, until one of BulkCopyResult's ends; `stop_fd`
 // readable stops it. The way down raises the server socket's SO_RCVLOWAT as LowWater says (a
 // wake-up per 128 KiB rather than per packet), so bytes below the mark wait at most about a
-// tick; the mark is always lowered when it returns.
+// tick, whatever the way up does; the mark is always lowered when it returns.
 BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd);
-
-// The receive low-water mark of a way down that copies bulk, in the event loop (relay.cc) and
-// here alike: raised to kBytes after a read of kRaiseAfter or more, lowered to one byte after a
-// kTick in which nothing moved.
-struct LowWater {
-  static constexpr int kBytes = 128 * 1024;
-  static constexpr size_t kRaiseAfter = 64 * 1024;
-  static constexpr std::chrono::milliseconds kTick{2};
-};
 
 class BulkThread {
  public:
   static constexpr int kMaxThreads = 2;  // in the process, at once
-  static constexpr std::chrono::milliseconds kQuiet{100};
-  static constexpr size_t kUpBuffer = 64 * 1024;  // the way down's is BufferPool's bulk buffer
 
   // How many run now, and whether one is free (another gateway thread may take it before
   // start()).

@@ -168,11 +168,7 @@ class LowWaterMark {
   }
 
  private:
-  bool set(int bytes) {
-    if (!socket_.is_open()) return false;
-    return ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) ==
-           0;
-  }
+  bool set(int bytes) { return socket_.is_open() && set_low_water(socket_.native_handle(), bytes); }
   void arm() {
     timer_.expires_after(kTick);
     timer_.async_wait([this, alive = alive_](const asio::error_code& ec) {
@@ -373,29 +369,39 @@ asio::awaitable<bool> hand_over(tcp::socket& client, tcp::socket& server, Buffer
   shared.handover = false;
   asio::error_code ec;
   // Declared before the thread, so that should this frame be destroyed with the io_context
-  // while the thread copies, the thread is stopped and joined before they close.
+  // while the thread copies, the thread is stopped and joined before they close or go back.
   asio::posix::stream_descriptor done(client.get_executor());
-  UniqueFd done_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)); fd) {
+    done.assign(fd.get(), ec);
+    if (!ec) fd.release();
+  }
   tcp::endpoint client_end = client.local_endpoint(ec);
   tcp::endpoint server_end;
   if (!ec) server_end = server.local_endpoint(ec);
-  if (!done_fd || ec) {
+  if (!done.is_open() || ec) {
     shared.may_hand_over = false;  // not for this relay: it goes on in the event loop
     co_return true;
   }
+  BufferPool::Lease down_buffer = pool.take_bulk();
+  BufferPool::Lease up_buffer = pool.take();
   UniqueFd client_fd(client.release(ec));
   UniqueFd server_fd(server.release(ec));
   BulkCopyResult copied{BulkCopyResult::End::kFailed};
   std::unique_ptr<BulkThread> thread;
   if (client_fd && server_fd) {
-    thread = BulkThread::start(
-        {client_fd.get(), server_fd.get(), shared.up_ended, shared.down_ended, idle_timeout},
-        done_fd.get());
+    BulkCopyStart start;
+    start.client = client_fd.get();
+    start.server = server_fd.get();
+    start.up_ended = shared.up_ended;
+    start.down_ended = shared.down_ended;
+    start.idle = idle_timeout;
+    start.down_buffer = {down_buffer.data(), down_buffer.size()};
+    start.up_buffer = {up_buffer.data(), up_buffer.size()};
+    thread = BulkThread::start(start, done.native_handle());
   }
   if (thread) {
     pool.count_handover();
     shared.watch.hold(true);
-    done.assign(done_fd.release(), ec);
     // A wake-up without the thread's write is spurious (asio may hand an event that was pending
     // for a socket released just now to a descriptor that reuses its reactor state): wait again.
     uint64_t ended = 0;
@@ -406,6 +412,7 @@ asio::awaitable<bool> hand_over(tcp::socket& client, tcp::socket& server, Buffer
     copied = thread->finish();  // stops it first if the wait failed
     thread.reset();
     shared.watch.hold(false);
+    pool.count_lowat_raise(copied.lowat_raises);
   } else if (client_fd && server_fd) {
     // No thread free after all (another gateway thread took it): go on here, and do not ask
     // again for this relay.
@@ -447,7 +454,7 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
   RelayResult result;
   IdleWatch watch(co_await asio::this_coro::executor, idle_timeout, client, server);
   Shared shared{watch};
-  shared.may_hand_over = !filter;
+  shared.may_hand_over = !filter && pool.hand_over_allowed();
   asio::error_code ec;
   // splice() needs O_NONBLOCK on the sockets (SPLICE_F_NONBLOCK covers only the pipe). asio
   // has set it already for the reads and the connect that came before; this costs no syscall

@@ -76,6 +76,7 @@ class BufferPool {
     uint64_t bulk_copies = 0;   // moves made through a bulk buffer (tests read it)
     uint64_t lowat_raises = 0;  // times a bulk copy raised its socket's low-water mark (tests)
     uint64_t handovers = 0;     // relays handed to a bulk copy thread (tests)
+    bool hand_over = true;      // whether its relays may use a bulk copy thread
   };
 
  public:
@@ -132,10 +133,14 @@ class BufferPool {
   const std::array<BulkMove, 2>& bulk_moves() const { return state_->bulk_moves; }
   void count_bulk_copy() { ++state_->bulk_copies; }
   uint64_t bulk_copies() const { return state_->bulk_copies; }
-  void count_lowat_raise() { ++state_->lowat_raises; }
+  void count_lowat_raise(uint64_t n = 1) { state_->lowat_raises += n; }
   uint64_t lowat_raises() const { return state_->lowat_raises; }
   void count_handover() { ++state_->handovers; }
   uint64_t handovers() const { return state_->handovers; }
+  // Bulk copy threads for this pool's relays (on unless turned off, as tests of the event
+  // loop's own bulk copy do).
+  void allow_hand_over(bool allowed) { state_->hand_over = allowed; }
+  bool hand_over_allowed() const { return state_->hand_over; }
 
  private:
   static constexpr size_t kKeepBulk = 2;

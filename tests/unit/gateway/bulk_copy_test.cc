@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <future>
+#include <span>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -50,18 +52,37 @@ int low_water(int fd) {
   return bytes;
 }
 
+// Writes until a write fails (the socket's 2 s send timeout, or its shutdown): more than any
+// socket buffers between here and a client that does not read can take (up to 32 MiB each).
+void flood(int fd) {
+  const std::string chunk = test::pattern(1 << 20, 7);
+  while (test::write_all(fd, chunk)) {
+  }
+}
+
 // bulk_copy() between a client pair and a server pair, on a thread of its own.
 struct CopyRig {
   FdPair client;  // peer: the sandboxed client
   FdPair server;  // peer: the server
   UniqueFd stop{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+  std::vector<std::byte> down_buffer = std::vector<std::byte>(256 * 1024);
+  std::vector<std::byte> up_buffer = std::vector<std::byte>(64 * 1024);
   std::future<BulkCopyResult> copy;
 
-  void start(std::chrono::milliseconds idle = 0ms) {
+  // `quiet`: long by default, so that a test that ends the copy otherwise never sees it go
+  // quiet on a loaded machine.
+  void start(std::chrono::milliseconds idle = 0ms, std::chrono::milliseconds quiet = 10s) {
     ASSERT_NO_FATAL_FAILURE(connect_fds(client));
     ASSERT_NO_FATAL_FAILURE(connect_fds(server));
     ASSERT_TRUE(stop.valid());
-    BulkCopyStart from{client.gateway.get(), server.gateway.get(), false, false, idle};
+    BulkCopyStart from{client.gateway.get(),
+                       server.gateway.get(),
+                       false,
+                       false,
+                       idle,
+                       quiet,
+                       down_buffer,
+                       up_buffer};
     copy = std::async(std::launch::async, [from, fd = stop.get()] { return bulk_copy(from, fd); });
   }
   void ask_to_stop() {
@@ -117,7 +138,7 @@ TEST(BulkCopy, CopiesBothWaysPassingEachEndOnWithExactCounts) {
 // mark), then nothing moves and the copy gives the relay back, the mark lowered, nothing held.
 TEST(BulkCopy, BytesBelowTheMarkGoThenTheCopyGoesQuiet) {
   CopyRig rig;
-  ASSERT_NO_FATAL_FAILURE(rig.start());
+  ASSERT_NO_FATAL_FAILURE(rig.start(0ms, /*quiet=*/500ms));
   const std::string bulk = test::pattern(1 << 20, 6);
   std::thread writer([&] { EXPECT_TRUE(test::write_all(rig.server.peer.get(), bulk)); });
   test::ReadResult got = test::read_exactly(rig.client.peer.get(), bulk.size());
@@ -128,6 +149,7 @@ TEST(BulkCopy, BytesBelowTheMarkGoThenTheCopyGoesQuiet) {
   EXPECT_EQ(test::read_exactly(rig.client.peer.get(), answer.size()).data, answer);
   BulkCopyResult result = rig.wait();
   EXPECT_EQ(result.end, End::kQuiet);
+  EXPECT_GT(result.lowat_raises, 0u) << "the bulk move never raised the mark";
   EXPECT_EQ(result.down, bulk.size() + answer.size());
   EXPECT_EQ(result.up, 0u);
   EXPECT_FALSE(result.up_ended || result.down_ended);
@@ -142,7 +164,15 @@ TEST(BulkCopy, AWayThatEndedBeforeIsNotReadAgain) {
   UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   ASSERT_TRUE(test::write_all(server.peer.get(), std::string_view("last words")));
   ASSERT_EQ(::shutdown(server.peer.get(), SHUT_WR), 0);
-  BulkCopyStart from{client.gateway.get(), server.gateway.get(), /*up_ended=*/true, false, 0ms};
+  std::vector<std::byte> down_buffer(4096), up_buffer(4096);
+  BulkCopyStart from{client.gateway.get(),
+                     server.gateway.get(),
+                     /*up_ended=*/true,
+                     false,
+                     0ms,
+                     10s,
+                     down_buffer,
+                     up_buffer};
   BulkCopyResult result = bulk_copy(from, stop.get());
   EXPECT_EQ(result.end, End::kDone);
   EXPECT_EQ(result.down, 10u);
@@ -166,9 +196,9 @@ TEST(BulkCopy, AResetOnEitherSideFailsIt) {
 // a stop ends it, and so does the idle timeout.
 TEST(BulkCopy, AStopEndsACopyThatHoldsBytes) {
   CopyRig rig;
-  ASSERT_NO_FATAL_FAILURE(rig.start());
-  std::thread writer([&] { test::write_all(rig.server.peer.get(), test::pattern(32 << 20, 7)); });
-  std::this_thread::sleep_for(300ms);  // past kQuiet: it would have gone quiet if nothing held
+  ASSERT_NO_FATAL_FAILURE(rig.start(0ms, /*quiet=*/100ms));
+  std::thread writer([&] { flood(rig.server.peer.get()); });
+  std::this_thread::sleep_for(300ms);
   ASSERT_EQ(rig.copy.wait_for(0ms), std::future_status::timeout) << "it ended while holding";
   rig.ask_to_stop();
   EXPECT_EQ(rig.wait().end, End::kStopped);
@@ -179,7 +209,7 @@ TEST(BulkCopy, AStopEndsACopyThatHoldsBytes) {
 TEST(BulkCopy, TheIdleTimeoutEndsACopyThatHoldsBytes) {
   CopyRig rig;
   ASSERT_NO_FATAL_FAILURE(rig.start(/*idle=*/200ms));
-  std::thread writer([&] { test::write_all(rig.server.peer.get(), test::pattern(32 << 20, 8)); });
+  std::thread writer([&] { flood(rig.server.peer.get()); });
   EXPECT_EQ(rig.wait().end, End::kIdle);
   ::shutdown(rig.server.peer.get(), SHUT_RDWR);
   writer.join();
@@ -190,23 +220,28 @@ TEST(BulkThread, AtMostTheLimitRunAtOnce) {
   std::vector<std::unique_ptr<FdPair[]>> pairs;
   std::vector<UniqueFd> done;
   std::vector<std::unique_ptr<BulkThread>> threads;
+  std::vector<std::byte> down_buffers(4 * 4096), up_buffers(4 * 4096);  // a page each way each
+  auto start = [&](int i) {
+    BulkCopyStart from;
+    from.client = pairs.back()[0].gateway.get();
+    from.server = pairs.back()[1].gateway.get();
+    from.down_buffer = std::span(down_buffers).subspan(4096 * i, 4096);
+    from.up_buffer = std::span(up_buffers).subspan(4096 * i, 4096);
+    return BulkThread::start(from, done.back().get());
+  };
   for (int i = 0; i <= BulkThread::kMaxThreads; ++i) {
     pairs.push_back(std::make_unique<FdPair[]>(2));
     ASSERT_NO_FATAL_FAILURE(connect_fds(pairs.back()[0]));
     ASSERT_NO_FATAL_FAILURE(connect_fds(pairs.back()[1]));
     done.emplace_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     EXPECT_EQ(BulkThread::available(), i < BulkThread::kMaxThreads);
-    threads.push_back(BulkThread::start(
-        {pairs.back()[0].gateway.get(), pairs.back()[1].gateway.get(), false, false, 0ms},
-        done.back().get()));
+    threads.push_back(start(i));
     EXPECT_EQ(threads.back() != nullptr, i < BulkThread::kMaxThreads) << "thread " << i;
   }
   threads.front()->finish();
   EXPECT_TRUE(BulkThread::available()) << "a joined thread still counts";
   threads.front().reset();  // joined already: not counted off twice
-  threads.back() = BulkThread::start(
-      {pairs.back()[0].gateway.get(), pairs.back()[1].gateway.get(), false, false, 0ms},
-      done.back().get());
+  threads.back() = start(BulkThread::kMaxThreads);
   EXPECT_NE(threads.back(), nullptr);
   EXPECT_FALSE(BulkThread::available());
   threads.clear();
