@@ -89,6 +89,18 @@ UniqueFd accept_within(int listener, std::chrono::milliseconds timeout,
   return fd;
 }
 
+Result<LoopbackPair> loopback_pair(std::chrono::milliseconds timeout) {
+  Result<UniqueFd> listener = listen_tcp("127.0.0.1", 0);
+  if (!listener) return listener.error();
+  Result<UniqueFd> client = client_socket("127.0.0.1", timeout);
+  if (!client) return client.error();
+  Result<void> connected = connect_tcp(client->get(), "127.0.0.1", local_port(listener->get()));
+  if (!connected) return connected.error();
+  UniqueFd accepted = accept_within(listener->get(), timeout);
+  if (!accepted) return fail("no connection accepted on 127.0.0.1");
+  return LoopbackPair{std::move(*client), std::move(accepted)};
+}
+
 bool has_pending_connection(int listener) {
   pollfd p{listener, POLLIN, 0};
   return poll(&p, 1, 0) == 1;

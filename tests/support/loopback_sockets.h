@@ -35,6 +35,14 @@ Result<void> connect_tcp(int fd, const std::string& ip, uint16_t port);
 // an invalid fd when none came.
 UniqueFd accept_within(int listener, std::chrono::milliseconds timeout,
                        std::chrono::milliseconds io_timeout = std::chrono::seconds(5));
+// A connected pair on 127.0.0.1: `client` as client_socket() makes it (`timeout` as its send and
+// receive timeouts), `accepted` the listener's side. Errors: a step failed, or no connection
+// was accepted within `timeout`.
+struct LoopbackPair {
+  UniqueFd client;
+  UniqueFd accepted;
+};
+Result<LoopbackPair> loopback_pair(std::chrono::milliseconds timeout = std::chrono::seconds(2));
 // True when a connection is waiting in `listener`'s accept queue right now.
 bool has_pending_connection(int listener);
 

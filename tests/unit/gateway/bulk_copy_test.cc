@@ -33,16 +33,11 @@ struct FdPair {
 };
 
 void connect_fds(FdPair& p) {
-  Result<UniqueFd> listener = test::listen_tcp("127.0.0.1", 0);
-  ASSERT_TRUE(listener.ok()) << listener.error().message;
-  Result<UniqueFd> client = test::client_socket("127.0.0.1", 2s);
-  ASSERT_TRUE(client.ok()) << client.error().message;
-  ASSERT_TRUE(
-      test::connect_tcp(client->get(), "127.0.0.1", test::local_port(listener->get())).ok());
-  p.gateway = test::accept_within(listener->get(), 2s);
-  ASSERT_TRUE(p.gateway.valid());
+  Result<test::LoopbackPair> pair = test::loopback_pair();
+  ASSERT_TRUE(pair.ok()) << pair.error().message;
+  p.peer = std::move(pair->client);
+  p.gateway = std::move(pair->accepted);
   ASSERT_EQ(::fcntl(p.gateway.get(), F_SETFL, ::fcntl(p.gateway.get(), F_GETFL) | O_NONBLOCK), 0);
-  p.peer = std::move(*client);
 }
 
 int low_water(int fd) {

@@ -44,17 +44,11 @@ struct Pair {
 };
 
 void connect_pair(Pair& p) {
-  Result<UniqueFd> listener = test::listen_tcp("127.0.0.1", 0);
-  ASSERT_TRUE(listener.ok()) << listener.error().message;
-  Result<UniqueFd> client = test::client_socket("127.0.0.1", 2s);
-  ASSERT_TRUE(client.ok()) << client.error().message;
-  ASSERT_TRUE(
-      test::connect_tcp(client->get(), "127.0.0.1", test::local_port(listener->get())).ok());
-  UniqueFd accepted = test::accept_within(listener->get(), 2s);
-  ASSERT_TRUE(accepted.valid());
-  p.peer = std::move(*client);
+  Result<test::LoopbackPair> pair = test::loopback_pair();
+  ASSERT_TRUE(pair.ok()) << pair.error().message;
+  p.peer = std::move(pair->client);
   asio::error_code ec;
-  p.socket.assign(tcp::v4(), accepted.release(), ec);
+  p.socket.assign(tcp::v4(), pair->accepted.release(), ec);
   ASSERT_FALSE(ec) << ec.message();
 }
 
