@@ -27,6 +27,9 @@ struct Way {
   size_t start = 0;
   size_t end = 0;
   bool held() const { return end > start; }
+  // What it waits for next: `to` writable while it holds bytes, else `from` readable.
+  int waits_on() const { return held() ? to : from; }
+  short wants() const { return held() ? POLLOUT : POLLIN; }
 };
 
 enum class Step { kOk, kEnded, kFailed };
@@ -91,10 +94,11 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
     // A socket neither way waits on is left out (fd -1): its error or hang-up would otherwise
     // wake every poll while the way that owns it waits on the other socket.
     pollfd fds[3] = {{start.server, 0, 0}, {start.client, 0, 0}, {stop_fd, POLLIN, 0}};
-    auto want = [&](int fd, short events) { fds[fd == start.server ? 0 : 1].events |= events; };
+    auto slot = [&](const Way& way) -> pollfd& {
+      return fds[way.waits_on() == start.server ? 0 : 1];
+    };
     for (Way* way : {&down, &up}) {
-      if (way->ended) continue;
-      want(way->held() ? way->to : way->from, way->held() ? POLLOUT : POLLIN);
+      if (!way->ended) slot(*way).events |= way->wants();
     }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].events == 0) fds[i].fd = -1;
@@ -133,9 +137,7 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
     Step step = Step::kOk;
     for (Way* way : {&down, &up}) {
       if (way->ended) continue;
-      short wanted = way->held() ? POLLOUT : POLLIN;
-      short got = fds[(way->held() ? way->to : way->from) == start.server ? 0 : 1].revents;
-      if ((got & (wanted | POLLERR | POLLHUP)) == 0) continue;
+      if ((slot(*way).revents & (way->wants() | POLLERR | POLLHUP)) == 0) continue;
       uint64_t before = way->count;
       ssize_t read = 0;
       step = way->held() ? write_held(*way) : read_and_write(*way, read);

@@ -138,10 +138,6 @@ struct Shared {
 // connection does not carry its timer.
 class LowWaterMark {
  public:
-  static constexpr int kBytes = LowWater::kBytes;
-  static constexpr size_t kRaiseAfter = LowWater::kRaiseAfter;  // a copied move this large
-  static constexpr std::chrono::milliseconds kTick = LowWater::kTick;
-
   explicit LowWaterMark(tcp::socket& socket) : socket_(socket), timer_(socket.get_executor()) {}
   ~LowWaterMark() {
     *alive_ = false;
@@ -154,7 +150,7 @@ class LowWaterMark {
   // After a copied move of `n` bytes.
   void moved(size_t n, BufferPool& pool) {
     ++moves_;
-    if (raised_ || n < kRaiseAfter || !set(kBytes)) return;
+    if (raised_ || n < LowWater::kRaiseAfter || !set(LowWater::kBytes)) return;
     raised_ = true;
     pool.count_lowat_raise();
     seen_ = moves_;
@@ -170,7 +166,7 @@ class LowWaterMark {
  private:
   bool set(int bytes) { return socket_.is_open() && set_low_water(socket_.native_handle(), bytes); }
   void arm() {
-    timer_.expires_after(kTick);
+    timer_.expires_after(LowWater::kTick);
     timer_.async_wait([this, alive = alive_](const asio::error_code& ec) {
       if (ec || !*alive || !raised_) return;
       if (moves_ != seen_) {
