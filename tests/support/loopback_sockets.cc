@@ -101,6 +101,12 @@ Result<LoopbackPair> loopback_pair(std::chrono::milliseconds timeout) {
   return LoopbackPair{std::move(*client), std::move(accepted)};
 }
 
+void write_until_it_fails(int fd) {
+  const std::string chunk = pattern(1 << 20, 7);
+  while (write_all(fd, chunk)) {
+  }
+}
+
 bool has_pending_connection(int listener) {
   pollfd p{listener, POLLIN, 0};
   return poll(&p, 1, 0) == 1;

@@ -43,6 +43,10 @@ struct LoopbackPair {
   UniqueFd accepted;
 };
 Result<LoopbackPair> loopback_pair(std::chrono::milliseconds timeout = std::chrono::seconds(2));
+// Writes 1 MiB at a time until a write fails (the socket's send timeout, or its shutdown): more
+// than any socket buffers between `fd` and a peer that does not read can take (this kernel lets
+// a receive buffer grow to 32 MiB).
+void write_until_it_fails(int fd);
 // True when a connection is waiting in `listener`'s accept queue right now.
 bool has_pending_connection(int listener);
 

@@ -47,14 +47,6 @@ int low_water(int fd) {
   return bytes;
 }
 
-// Writes until a write fails (the socket's 2 s send timeout, or its shutdown): more than any
-// socket buffers between here and a client that does not read can take (up to 32 MiB each).
-void flood(int fd) {
-  const std::string chunk = test::pattern(1 << 20, 7);
-  while (test::write_all(fd, chunk)) {
-  }
-}
-
 // bulk_copy() between a client pair and a server pair, on a thread of its own.
 struct CopyRig {
   FdPair client;  // peer: the sandboxed client
@@ -192,7 +184,7 @@ TEST(BulkCopy, AResetOnEitherSideFailsIt) {
 TEST(BulkCopy, AStopEndsACopyThatHoldsBytes) {
   CopyRig rig;
   ASSERT_NO_FATAL_FAILURE(rig.start(0ms, /*quiet=*/100ms));
-  std::thread writer([&] { flood(rig.server.peer.get()); });
+  std::thread writer([&] { test::write_until_it_fails(rig.server.peer.get()); });
   std::this_thread::sleep_for(300ms);
   ASSERT_EQ(rig.copy.wait_for(0ms), std::future_status::timeout) << "it ended while holding";
   rig.ask_to_stop();
@@ -204,7 +196,7 @@ TEST(BulkCopy, AStopEndsACopyThatHoldsBytes) {
 TEST(BulkCopy, TheIdleTimeoutEndsACopyThatHoldsBytes) {
   CopyRig rig;
   ASSERT_NO_FATAL_FAILURE(rig.start(/*idle=*/200ms));
-  std::thread writer([&] { flood(rig.server.peer.get()); });
+  std::thread writer([&] { test::write_until_it_fails(rig.server.peer.get()); });
   EXPECT_EQ(rig.wait().end, End::kIdle);
   ::shutdown(rig.server.peer.get(), SHUT_RDWR);
   writer.join();

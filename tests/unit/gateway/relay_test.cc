@@ -388,12 +388,7 @@ TEST(Relay, DestroyingARelayStopsItsBulkCopyThread) {
   {
     RelayRig rig;
     ASSERT_NO_FATAL_FAILURE(rig.start());
-    std::thread writer([&] {
-      // Until a write fails: more than the socket buffers on the way can take (32 MiB each).
-      const std::string chunk = test::pattern(1 << 20, 12);
-      while (test::write_all(rig.server.peer.get(), chunk)) {
-      }
-    });
+    std::thread writer([&] { test::write_until_it_fails(rig.server.peer.get()); });
     test::ReadResult got = test::read_exactly(rig.client.peer.get(), 4 << 20);
     EXPECT_EQ(got.data.size(), 4u << 20);
     EXPECT_GE(rig.pool.handovers(), 1u);
