@@ -318,8 +318,8 @@ TEST(Relay, ALoneBulkDownloadIsCopiedThroughTheBulkBufferAndArrivesWhole) {
 // would sit in the gateway's socket and the reads below would time out (2 s).
 TEST(Relay, BytesBelowTheBulkLowWaterMarkArriveWhileTheServerWaits) {
   RelayRig rig;
-  rig.pool.allow_hand_over(
-      false);  // the event loop's own mark and tick (BulkCopy tests the thread's)
+  // The event loop's own mark and tick (the BulkCopy tests cover the thread's).
+  rig.pool.allow_hand_over(false);
   ASSERT_NO_FATAL_FAILURE(rig.start());
   const std::string bulk = test::pattern(8 << 20, 3);
   rig.download(bulk);
