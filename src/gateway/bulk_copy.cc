@@ -120,10 +120,9 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
       wait = std::min(
           wait, std::chrono::duration_cast<milliseconds>(LowWater::kTick - (now - last_down_read)));
     }
-    int ready = ::poll(fds, 3,
-                       wait == std::chrono::milliseconds::max()
-                           ? -1
-                           : static_cast<int>(std::max<int64_t>(wait.count(), 1)));
+    int ready = ::poll(
+        fds, 3,
+        wait == milliseconds::max() ? -1 : static_cast<int>(std::max<int64_t>(wait.count(), 1)));
     if (ready < 0) {
       if (errno == EINTR) continue;
       result.end = End::kFailed;

@@ -64,6 +64,7 @@ class BufferPool {
 
  private:
   struct State {
+    State(size_t buffer_size, size_t kept) : size(buffer_size), keep(kept) {}
     size_t size;
     size_t keep;
     std::vector<std::unique_ptr<std::byte[]>> free;
@@ -84,8 +85,7 @@ class BufferPool {
   static constexpr size_t kBulkBufferSize = 256 * 1024;
 
   explicit BufferPool(size_t buffer_size = 64 * 1024, size_t keep = 64)
-      : state_(
-            std::make_shared<State>(State{buffer_size, keep, {}, {}, {}, true, {}, 0, 0, 0, 0})) {}
+      : state_(std::make_shared<State>(buffer_size, keep)) {}
 
   // A borrowed buffer. It keeps the pool's free list alive, so a lease that outlives the pool
   // (a coroutine frame destroyed with the io_context after the gateway) is still safe.
