@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <limits>
 
 namespace netfence::gateway {
 namespace {
@@ -108,13 +109,14 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
       result.end = End::kIdle;
       break;
     }
+    using std::chrono::milliseconds;
     bool holding = down.held() || up.held();
-    if (!holding && since >= start.quiet) {
-      result.end = End::kQuiet;
+    milliseconds give_back = holding ? start.stall : start.quiet;
+    if (since >= give_back) {
+      result.end = holding ? End::kStalled : End::kQuiet;
       break;
     }
-    using std::chrono::milliseconds;
-    milliseconds wait = holding ? milliseconds::max() : start.quiet - since;
+    milliseconds wait = give_back - since;
     if (start.idle.count() > 0) wait = std::min(wait, start.idle - since);
     if (raised) {
       wait = std::min(
@@ -122,7 +124,7 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
     }
     int ready = ::poll(
         fds, 3,
-        wait == milliseconds::max() ? -1 : static_cast<int>(std::max<int64_t>(wait.count(), 1)));
+        static_cast<int>(std::clamp<int64_t>(wait.count(), 1, std::numeric_limits<int>::max())));
     if (ready < 0) {
       if (errno == EINTR) continue;
       result.end = End::kFailed;
@@ -156,6 +158,8 @@ BulkCopyResult bulk_copy(const BulkCopyStart& start, int stop_fd) {
     }
   }
   if (raised) set_low_water(start.server, 1);
+  result.down_held = down.buffer.subspan(down.start, down.end - down.start);
+  result.up_held = up.buffer.subspan(up.start, up.end - up.start);
   result.up_ended = up.ended;
   result.down_ended = down.ended;
   return result;

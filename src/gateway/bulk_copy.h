@@ -12,8 +12,9 @@
 // It gives the connection back as soon as it is quiet (nothing moved for 100 ms and nothing
 // held), so an idle keep-alive connection does not keep a thread; at most kMaxThreads run at once
 // in the process, and a relay that finds none free goes on in the event loop as before. A
-// connection whose client stops reading holds bytes and so keeps its thread until it moves
-// again, ends or reaches the idle timeout; meanwhile other relays copy in the event loop.
+// connection whose client stops reading leaves the copy holding bytes it cannot write: after a
+// second with nothing moved it is given back too, with the bytes it holds, which the relay
+// writes first; so two stalled downloads cannot keep both threads from the others.
 #pragma once
 
 #include <chrono>
@@ -40,8 +41,9 @@ bool set_low_water(int fd, int bytes);
 
 // Where a bulk copy starts: two connected non-blocking TCP sockets, which directions have ended
 // already (their EOF passed on as shutdown(SHUT_WR)), the relay's idle timeout (0: none), how
-// long nothing may move before the copy gives the relay back, and a buffer for each way (the
-// caller's, alive until the copy ends: the copy allocates nothing).
+// long nothing may move before the copy gives the relay back (`quiet` when it holds nothing,
+// `stall` when it holds bytes a peer does not take), and a buffer for each way (the caller's,
+// alive until the copy ends: the copy allocates nothing).
 struct BulkCopyStart {
   int client = -1;
   int server = -1;
@@ -49,6 +51,7 @@ struct BulkCopyStart {
   bool down_ended = false;  // server -> client
   std::chrono::milliseconds idle{0};
   std::chrono::milliseconds quiet{100};
+  std::chrono::milliseconds stall{1000};
   std::span<std::byte> down_buffer;
   std::span<std::byte> up_buffer;
 };
@@ -56,6 +59,7 @@ struct BulkCopyStart {
 struct BulkCopyResult {
   enum class End {
     kQuiet,    // nothing moved for `quiet` and nothing is held: the event loop takes it back
+    kStalled,  // nothing moved for `stall` while bytes are held: taken back with those bytes
     kDone,     // both directions ended with EOF
     kFailed,   // an error on either socket: the relay resets both
     kIdle,     // nothing moved for the idle timeout
@@ -67,6 +71,10 @@ struct BulkCopyResult {
   bool up_ended = false;
   bool down_ended = false;
   uint32_t lowat_raises = 0;  // times the way down raised the server socket's mark
+  // The bytes each way had read and not yet written when the copy ended, in the start's
+  // buffers: empty unless it ended kStalled (or kStopped, kIdle, kFailed, which end the relay).
+  std::span<const std::byte> down_held{};
+  std::span<const std::byte> up_held{};
 };
 
 // The copy loop itself, on the calling thread, until one of BulkCopyResult's ends; `stop_fd`

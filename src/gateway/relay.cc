@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
+#include <new>
 #include <tuple>
+#include <vector>
 
 #include <asio/co_spawn.hpp>
 #include <asio/posix/stream_descriptor.hpp>
@@ -120,6 +123,13 @@ asio::awaitable<bool> send_all(tcp::socket& socket, const std::vector<std::byte>
 
 namespace {
 
+// What a bulk copy thread had read and not yet written when it gave a stalled relay back (a
+// client that stopped reading): each way's pump writes its part before it reads again.
+struct HeldBytes {
+  std::vector<std::byte> down;
+  std::vector<std::byte> up;
+};
+
 struct Shared {
   IdleWatch& watch;
   bool failed = false;
@@ -131,6 +141,7 @@ struct Shared {
   bool up_waiting = false;  // the way up waits for the client's bytes, nothing in flight
   bool up_ended = false;
   bool down_ended = false;
+  std::unique_ptr<HeldBytes> held{};  // made only when a stalled copy gives bytes back
 };
 
 // The receive low-water mark of a way down while it copies bulk (relay.h, "Bulk directions").
@@ -239,7 +250,20 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
   asio::error_code ec;
   BulkWatch bulk(pool);
   std::unique_ptr<LowWaterMark> lowat;  // made when the way down first copies bulk
-  while (!shared.watch.fired()) {
+  // What a stalled bulk copy gave back for this way goes before anything read now.
+  bool held_sent = true;
+  std::vector<std::byte>* held = nullptr;
+  if (shared.held) held = down ? &shared.held->down : &shared.held->up;
+  if (held && !held->empty()) {
+    co_await asio::async_write(to, asio::buffer(*held), redirect_error(use_awaitable, ec));
+    held_sent = !ec;
+    if (held_sent) {
+      count += held->size();
+      shared.watch.touch();
+    }
+    std::vector<std::byte>().swap(*held);
+  }
+  while (held_sent && !shared.watch.fired()) {
     if (shared.handover) co_return;  // the way down asked for the bulk thread (run_relay)
     if (!down) shared.up_waiting = true;
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
@@ -409,6 +433,16 @@ asio::awaitable<bool> hand_over(tcp::socket& client, tcp::socket& server, Buffer
     thread.reset();
     shared.watch.hold(false);
     pool.count_lowat_raise(copied.lowat_raises);
+    if (copied.end == BulkCopyResult::End::kStalled) {
+      try {
+        shared.held = std::make_unique<HeldBytes>(
+            HeldBytes{{copied.down_held.begin(), copied.down_held.end()},
+                      {copied.up_held.begin(), copied.up_held.end()}});
+        pool.count_stall();
+      } catch (const std::bad_alloc&) {
+        copied.end = BulkCopyResult::End::kFailed;  // the held bytes would be lost: reset
+      }
+    }
   } else if (client_fd && server_fd) {
     // No thread free after all (another gateway thread took it): go on here, and do not ask
     // again for this relay.
@@ -437,7 +471,9 @@ asio::awaitable<bool> hand_over(tcp::socket& client, tcp::socket& server, Buffer
   shared.up_ended = copied.up_ended;
   shared.down_ended = copied.down_ended;
   using End = BulkCopyResult::End;
-  if (back && copied.end == End::kQuiet) co_return !(shared.up_ended && shared.down_ended);
+  if (back && (copied.end == End::kQuiet || copied.end == End::kStalled)) {
+    co_return !(shared.up_ended && shared.down_ended);
+  }
   if (back && copied.end == End::kDone) co_return false;
   if (copied.end == End::kIdle) result.idle_timeout = true;
   shared.failed = true;

@@ -28,7 +28,8 @@
 //
 // An unfiltered relay whose way down copies bulk then hands both its sockets to a bulk copy
 // thread (bulk_copy.h), which blocks in poll(2) and copies both ways, and takes them back once
-// the copy is quiet for 100 ms. The hand-over happens only while the way up is waiting for the
+// the copy is quiet for 100 ms, or has held bytes for a second that a peer does not read (the
+// relay then writes those first). The hand-over happens only while the way up is waiting for the
 // client with nothing in flight, and only when one of the process's two bulk threads is free.
 #pragma once
 
@@ -77,6 +78,7 @@ class BufferPool {
     uint64_t bulk_copies = 0;   // moves made through a bulk buffer (tests read it)
     uint64_t lowat_raises = 0;  // times a bulk copy raised its socket's low-water mark (tests)
     uint64_t handovers = 0;     // relays handed to a bulk copy thread (tests)
+    uint64_t stalls = 0;        // relays it gave back holding bytes (tests)
     bool hand_over = true;      // whether its relays may use a bulk copy thread
   };
 
@@ -137,6 +139,8 @@ class BufferPool {
   uint64_t lowat_raises() const { return state_->lowat_raises; }
   void count_handover() { ++state_->handovers; }
   uint64_t handovers() const { return state_->handovers; }
+  void count_stall() { ++state_->stalls; }
+  uint64_t stalls() const { return state_->stalls; }
   // Bulk copy threads for this pool's relays (on unless turned off, as tests of the event
   // loop's own bulk copy do).
   void allow_hand_over(bool allowed) { state_->hand_over = allowed; }

@@ -1,12 +1,13 @@
 // Unit tests of the bulk copy thread's loop (src/gateway/bulk_copy.h) on loopback TCP pairs:
 // both ways with half-close and exact counts; quiet (the relay is given back, the low-water mark
-// lowered); bytes below the mark still copied; a reset, a stop and the idle timeout end it; at
-// most BulkThread::kMaxThreads threads at once.
+// lowered); bytes below the mark still copied; a stalled client ends it with the bytes it holds;
+// a reset, a stop and the idle timeout end it; at most BulkThread::kMaxThreads threads at once.
 #include "gateway/bulk_copy.h"
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <future>
@@ -58,7 +59,8 @@ struct CopyRig {
 
   // `quiet`: long by default, so that a test that ends the copy otherwise never sees it go
   // quiet on a loaded machine.
-  void start(std::chrono::milliseconds idle = 0ms, std::chrono::milliseconds quiet = 10s) {
+  void start(std::chrono::milliseconds idle = 0ms, std::chrono::milliseconds quiet = 10s,
+             std::chrono::milliseconds stall = 10s) {
     ASSERT_NO_FATAL_FAILURE(connect_fds(client));
     ASSERT_NO_FATAL_FAILURE(connect_fds(server));
     ASSERT_TRUE(stop.valid());
@@ -68,6 +70,7 @@ struct CopyRig {
                        false,
                        idle,
                        quiet,
+                       stall,
                        down_buffer,
                        up_buffer};
     copy = std::async(std::launch::async, [from, fd = stop.get()] { return bulk_copy(from, fd); });
@@ -158,6 +161,7 @@ TEST(BulkCopy, AWayThatEndedBeforeIsNotReadAgain) {
                      false,
                      0ms,
                      10s,
+                     10s,
                      down_buffer,
                      up_buffer};
   BulkCopyResult result = bulk_copy(from, stop.get());
@@ -179,8 +183,8 @@ TEST(BulkCopy, AResetOnEitherSideFailsIt) {
   EXPECT_EQ(rig.wait().end, End::kFailed);
 }
 
-// A client that stops reading: the copy holds a buffer it cannot write, so it never goes quiet;
-// a stop ends it, and so does the idle timeout.
+// A client that stops reading: the copy holds a buffer it cannot write, so it does not go quiet;
+// a stop ends it, and so does the idle timeout, before the rig's stall of 10 s.
 TEST(BulkCopy, AStopEndsACopyThatHoldsBytes) {
   CopyRig rig;
   ASSERT_NO_FATAL_FAILURE(rig.start(0ms, /*quiet=*/100ms));
@@ -191,6 +195,34 @@ TEST(BulkCopy, AStopEndsACopyThatHoldsBytes) {
   EXPECT_EQ(rig.wait().end, End::kStopped);
   ::shutdown(rig.server.peer.get(), SHUT_RDWR);  // ends the writer's blocked write
   writer.join();
+}
+
+// A client that stops reading for `stall`: the copy ends and says what it holds, and those
+// bytes sit exactly between what the client got and what the server's socket still has.
+TEST(BulkCopy, AStalledCopyEndsWithTheBytesItHolds) {
+  const std::string sent = test::pattern(32 << 20, 12);  // more than the sockets' buffers hold
+  CopyRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start(0ms, /*quiet=*/10s, /*stall=*/300ms));
+  timeval patient{10, 0};  // the writer blocks while the client does not read
+  ASSERT_EQ(::setsockopt(rig.server.peer.get(), SOL_SOCKET, SO_SNDTIMEO, &patient, sizeof patient),
+            0);
+  std::thread writer([&] { EXPECT_TRUE(test::write_all(rig.server.peer.get(), sent)); });
+  BulkCopyResult r = rig.wait();
+  EXPECT_EQ(r.end, End::kStalled);
+  EXPECT_FALSE(r.down_held.empty()) << "a stalled copy holds the bytes it could not write";
+  EXPECT_TRUE(r.up_held.empty());
+  // What the client's socket has, then the held bytes, then what the server's socket has.
+  std::string got = test::read_exactly(rig.client.peer.get(), r.down).data;
+  EXPECT_EQ(got.size(), r.down) << "the count is more than the client's socket received";
+  got.append(reinterpret_cast<const char*>(r.down_held.data()), r.down_held.size());
+  int server_fd = rig.server.gateway.get();
+  ASSERT_EQ(::fcntl(server_fd, F_SETFL, ::fcntl(server_fd, F_GETFL) & ~O_NONBLOCK), 0);
+  timeval bounded{2, 0};
+  ASSERT_EQ(::setsockopt(server_fd, SOL_SOCKET, SO_RCVTIMEO, &bounded, sizeof bounded), 0);
+  ASSERT_LT(got.size(), sent.size());
+  got += test::read_exactly(server_fd, sent.size() - got.size()).data;
+  writer.join();
+  EXPECT_TRUE(got == sent) << "bytes were lost, doubled or reordered";
 }
 
 TEST(BulkCopy, TheIdleTimeoutEndsACopyThatHoldsBytes) {

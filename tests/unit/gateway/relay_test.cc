@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <array>
 #include <asio/co_spawn.hpp>
@@ -361,6 +362,32 @@ TEST(Relay, ABulkCopyThreadGivesAQuietRelayBackAndTakesItAgain) {
   rig.end_both_ways();
   EXPECT_EQ(rig.result.bytes_down, first.size() + second.size());
   EXPECT_EQ(rig.result.bytes_up, request.size());
+}
+
+// A client that stops reading in the middle of a handed-over download: after the stall the
+// bulk copy thread gives the relay back with the bytes it held, so it no longer holds a thread,
+// and once the client reads again every byte arrives, in order and counted once.
+TEST(Relay, AClientThatStopsReadingGivesTheBulkCopyThreadBackWithItsBytes) {
+  const std::string first = test::pattern(8 << 20, 13);
+  const std::string rest = test::pattern(24 << 20, 14);  // more than the sockets' buffers hold
+  RelayRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.start());
+  timeval patient{10, 0};  // the writer blocks while the client does not read
+  ASSERT_EQ(::setsockopt(rig.server.peer.get(), SOL_SOCKET, SO_SNDTIMEO, &patient, sizeof patient),
+            0);
+  rig.download(first);
+  ASSERT_GE(rig.pool.handovers(), 1u) << "the download was never handed to a bulk copy thread";
+  std::thread writer([&] { EXPECT_TRUE(test::write_all(rig.server.peer.get(), rest)); });
+  // The stall is a second with nothing moved: waited for up to 5 s, however loaded the machine.
+  for (int i = 0; i < 500 && BulkThread::running() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(BulkThread::running(), 0) << "a client that stopped reading still holds the thread";
+  test::ReadResult got = test::read_exactly(rig.client.peer.get(), rest.size());
+  writer.join();
+  EXPECT_EQ(got.error, 0) << "the end of the download did not arrive";
+  EXPECT_TRUE(got.data == rest) << "bytes were lost, doubled or reordered";
+  rig.end_both_ways();
+  EXPECT_GE(rig.pool.stalls(), 1u) << "the relay was never given back holding bytes";
+  EXPECT_EQ(rig.result.bytes_down, first.size() + rest.size());
 }
 
 // A filtered relay's client bytes must pass its filter, which the bulk copy thread would not
