@@ -124,7 +124,7 @@ asio::awaitable<bool> send_all(tcp::socket& socket, const std::vector<std::byte>
 namespace {
 
 // What a bulk copy thread had read and not yet written when it gave a stalled relay back (a
-// client that stopped reading): each way's pump writes its part before it reads again.
+// client that stopped reading): run_relay writes each way's part before that way reads again.
 struct HeldBytes {
   std::vector<std::byte> down;
   std::vector<std::byte> up;
@@ -250,20 +250,7 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
   asio::error_code ec;
   BulkWatch bulk(pool);
   std::unique_ptr<LowWaterMark> lowat;  // made when the way down first copies bulk
-  // What a stalled bulk copy gave back for this way goes before anything read now.
-  bool held_sent = true;
-  std::vector<std::byte>* held = nullptr;
-  if (shared.held) held = down ? &shared.held->down : &shared.held->up;
-  if (held && !held->empty()) {
-    co_await asio::async_write(to, asio::buffer(*held), redirect_error(use_awaitable, ec));
-    held_sent = !ec;
-    if (held_sent) {
-      count += held->size();
-      shared.watch.touch();
-    }
-    std::vector<std::byte>().swap(*held);
-  }
-  while (held_sent && !shared.watch.fired()) {
+  while (!shared.watch.fired()) {
     if (shared.handover) co_return;  // the way down asked for the bulk thread (run_relay)
     if (!down) shared.up_waiting = true;
     co_await from.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
@@ -322,6 +309,37 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
   shared.failed = true;
   reset(from);
   reset(to);
+}
+
+// The way down after a stalled bulk copy (hand_over): the bytes it held go first, then the
+// pump. A coroutine of its own, so that the pump's frame, which every idle relay keeps, does not
+// carry this write.
+asio::awaitable<void> pump_down_after(tcp::socket& server, tcp::socket& client, BufferPool& pool,
+                                      uint64_t& count, Shared& shared,
+                                      std::vector<std::byte> held) {
+  // Awaited into a variable: inside the `if` condition GCC 12 made this coroutine crash (SIGILL).
+  bool sent = co_await send_all(client, held);
+  if (!sent) {
+    shared.failed = true;  // as pump does on a failed write
+    reset(server);
+    reset(client);
+    co_return;
+  }
+  count += held.size();
+  shared.watch.touch();
+  std::vector<std::byte>().swap(held);
+  co_await pump(server, client, pool, count, shared, /*down=*/true);
+}
+
+// The way down's coroutine: after a stalled bulk copy that held bytes for it, pump_down_after.
+// Not a coroutine itself, so that the choice is no conditional expression in one (design.md,
+// "GCC 12 and coroutines").
+asio::awaitable<void> way_down(tcp::socket& server, tcp::socket& client, BufferPool& pool,
+                               uint64_t& count, Shared& shared) {
+  if (shared.held && !shared.held->down.empty()) {
+    return pump_down_after(server, client, pool, count, shared, std::move(shared.held->down));
+  }
+  return pump(server, client, pool, count, shared, /*down=*/true);
 }
 
 // Client to server through a filter: bytes accumulate in `pending` until the filter releases
@@ -502,7 +520,7 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
     asio::steady_timer down_done(executor, asio::steady_timer::time_point::max());
     bool down_running = !shared.down_ended;
     if (down_running) {
-      asio::co_spawn(executor, pump(server, client, pool, result.bytes_down, shared, /*down=*/true),
+      asio::co_spawn(executor, way_down(server, client, pool, result.bytes_down, shared),
                      [&](const std::exception_ptr& thrown) {
                        // Thrown (out of memory for a buffer, say): the way down is cut short,
                        // which must not end as the clean EOF a complete download would.
@@ -515,12 +533,16 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
                        down_done.cancel();
                      });
     }
+    if (shared.held) {  // the way up's part goes first as `initial` does
+      initial = std::move(shared.held->up);
+      shared.held.reset();
+    }
     if (filter) {
       co_await filtered_pump(client, server, pool, result.bytes_up, shared, std::move(initial),
                              filter);
     } else if (!shared.up_ended) {
-      // Bytes read before the relay go first (relay() has none: no send_all frame then), and
-      // are not held for the connection's life.
+      // Bytes read before the relay go first (relay() has none: no send_all frame then), or
+      // those a stalled bulk copy held, and are not held for the connection's life.
       bool sent = true;
       if (!initial.empty()) {
         sent = co_await send_all(server, initial);
