@@ -142,6 +142,14 @@ struct Shared {
   bool up_ended = false;
   bool down_ended = false;
   std::unique_ptr<HeldBytes> held{};  // made only when a stalled copy gives bytes back
+
+  // The relay failed (a reset, a failed write, a way cut short): reset both sockets, so each
+  // peer learns at once that the connection is gone, and the other way's wait ends.
+  void fail(tcp::socket& a, tcp::socket& b) {
+    failed = true;
+    reset(a);
+    reset(b);
+  }
 };
 
 // The receive low-water mark of a way down while it copies bulk (relay.h, "Bulk directions").
@@ -304,11 +312,8 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, BufferPool& pool,
       }
     }
   }
-  // An error on either side (reset, or the other direction failed and closed us): reset both,
-  // so each peer learns at once that the connection is gone.
-  shared.failed = true;
-  reset(from);
-  reset(to);
+  // An error on either side (reset, or the other direction failed and closed us).
+  shared.fail(from, to);
 }
 
 // The way down after a stalled bulk copy (hand_over): the bytes it held go first, then the
@@ -320,9 +325,7 @@ asio::awaitable<void> pump_down_after(tcp::socket& server, tcp::socket& client, 
   // Awaited into a variable: inside the `if` condition GCC 12 made this coroutine crash (SIGILL).
   bool sent = co_await send_all(client, held);
   if (!sent) {
-    shared.failed = true;  // as pump does on a failed write
-    reset(server);
-    reset(client);
+    shared.fail(server, client);
     co_return;
   }
   count += held.size();
@@ -389,9 +392,7 @@ asio::awaitable<void> filtered_pump(tcp::socket& from, tcp::socket& to, BufferPo
     if (ec) break;
     pending.insert(pending.end(), chunk.data(), chunk.data() + n);
   }
-  shared.failed = true;
-  reset(from);
-  reset(to);
+  shared.fail(from, to);
 }
 
 }  // namespace
@@ -525,9 +526,7 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
                        // Thrown (out of memory for a buffer, say): the way down is cut short,
                        // which must not end as the clean EOF a complete download would.
                        if (thrown) {
-                         shared.failed = true;
-                         reset(client);
-                         reset(server);
+                         shared.fail(client, server);
                        }
                        down_running = false;
                        down_done.cancel();
@@ -552,9 +551,7 @@ asio::awaitable<RelayResult> run_relay(tcp::socket& client, tcp::socket& server,
       if (sent) {
         co_await pump(client, server, pool, result.bytes_up, shared, /*down=*/false);
       } else {
-        shared.failed = true;  // as pump does on a failed write: reset both, ending the way down
-        reset(client);
-        reset(server);
+        shared.fail(client, server);  // as pump does on a failed write, ending the way down
       }
     }
     if (down_running) co_await down_done.async_wait(redirect_error(use_awaitable, ec));
